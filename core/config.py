@@ -1,0 +1,281 @@
+"""Settings: ``config.yaml`` (checked in, no secrets) overridden by ``SHOWME_…`` environment variables.
+
+Nested keys use ``__`` in the environment: ``SHOWME_DATABASE__URL``, ``SHOWME_CREDITS__STARTER_CREDITS``.
+Secrets (``REPLICATE_API_TOKEN`` …) come only from the environment (``Secrets``); a secret written into the
+YAML file is rejected as an unknown key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.errors import ConfigError
+
+ASPECT_RATIO_PATTERN = r"^\d{1,2}:\d{1,2}$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///data/showme.db"
+    echo: bool = False
+    auto_upgrade: bool = True
+
+
+class MediaSettings(_Section):
+    backend: Literal["local"] = "local"
+    root: Path = Path("data/media")
+    public_base_url: str | None = Field(
+        default=None, description="Base URL of /media; defaults to server.public_url + '/media'"
+    )
+    thumbnail_pixels: int = Field(default=512, ge=64, le=2048)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class CreditSettings(_Section):
+    starter_credits: int = Field(default=10, ge=0)
+    starter_priority: int = Field(default=50, description="lower burns first")
+    paid_priority: int = 100
+    admin_priority: int = 100
+    session_priority: int = 10
+
+
+class ReplicateSettings(_Section):
+    wait_seconds: int = Field(default=60, ge=1, le=60, description="Prefer: wait=N on create")
+    poll_interval_seconds: float = Field(default=0.5, gt=0, le=0.5)
+    timeout_seconds: float = Field(default=60, gt=0, description="cancel a prediction after this long")
+    rate_limit_retries: int = Field(default=3, ge=0, le=10)
+    max_retry_after_seconds: float = Field(default=30, ge=0)
+    request_timeout_seconds: float = Field(default=30, gt=0)
+
+
+class GenerationSettings(_Section):
+    default_model: str = "flux_schnell"
+    max_concurrent_jobs: int = Field(default=8, ge=1, le=256)
+    download_attempts: int = Field(default=3, ge=1, le=10)
+    download_backoff_seconds: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0])
+    download_timeout_seconds: float = Field(default=30, gt=0)
+    lease_seconds: float = Field(
+        default=30, gt=0, description="a job whose runner stops renewing is resumed after this"
+    )
+    output_format: Literal["webp", "jpg", "png"] = "webp"
+
+
+class ModelSpec(_Section):
+    ref: str = Field(description="owner/name (official model) or owner/name:version")
+    price: int = Field(ge=0, description="credits per output")
+    family: Literal["flux", "flux_pro", "sdxl"]
+    aspect_ratios: list[str]
+    max_outputs: int = Field(default=4, ge=1, le=4)
+    description: str = ""
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str) -> str:
+        owner_name = value.split(":", 1)[0]
+        if owner_name.count("/") != 1 or not all(owner_name.split("/")):
+            raise ValueError("must look like owner/name or owner/name:version")
+        return value
+
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _ratios(cls, value: list[str]) -> list[str]:
+        import re
+
+        for ratio in value:
+            if not re.fullmatch(ASPECT_RATIO_PATTERN, ratio):
+                raise ValueError(f"{ratio!r} is not an aspect ratio like 16:9")
+        if not value:
+            raise ValueError("needs at least one aspect ratio")
+        return value
+
+
+class PromptSettings(_Section):
+    blocked_terms: list[str] = Field(default_factory=list)
+    max_length: int = Field(default=1000, ge=10, le=10000)
+
+
+def _default_models() -> dict[str, ModelSpec]:
+    flux_ratios = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
+    return {
+        "flux_schnell": ModelSpec(
+            ref="black-forest-labs/flux-schnell",
+            price=1,
+            family="flux",
+            aspect_ratios=flux_ratios,
+            description="FLUX.1 [schnell]: fastest, good for live calls",
+        ),
+        "flux_dev": ModelSpec(
+            ref="black-forest-labs/flux-dev",
+            price=2,
+            family="flux",
+            aspect_ratios=flux_ratios,
+            description="FLUX.1 [dev]: higher quality, slower",
+        ),
+        "flux_pro": ModelSpec(
+            ref="black-forest-labs/flux-1.1-pro",
+            price=5,
+            family="flux_pro",
+            max_outputs=1,
+            aspect_ratios=["1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3"],
+            description="FLUX 1.1 [pro]: best quality, one image per request",
+        ),
+        "sdxl": ModelSpec(
+            ref="stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc",
+            price=1,
+            family="sdxl",
+            aspect_ratios=["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"],
+            description="Stable Diffusion XL",
+        ),
+    }
+
+
+def _default_styles() -> dict[str, str]:
+    return {
+        "photorealistic": "photorealistic, natural lighting, high detail, sharp focus, 35mm photograph",
+        "artistic": "artistic illustration, painterly, expressive brush strokes, rich colors",
+        "sketch": "pencil sketch, hand-drawn, graphite linework, white paper",
+        "modern": "modern, clean minimalist design, contemporary, soft even lighting",
+    }
+
+
+class Settings(BaseSettings):
+    """Every setting of showme. Build with ``load_settings``; see ``config.yaml`` for documentation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHOWME_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    credits: CreditSettings = Field(default_factory=CreditSettings)
+    replicate: ReplicateSettings = Field(default_factory=ReplicateSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    models: dict[str, ModelSpec] = Field(default_factory=_default_models)
+    styles: dict[str, str] = Field(default_factory=_default_styles)
+    aspect_ratios: list[str] = Field(default_factory=lambda: ["1:1", "16:9", "9:16", "4:3"])
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: it overrides the YAML file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        if self.generation.default_model not in self.models:
+            raise ValueError(
+                f"generation.default_model {self.generation.default_model!r} is not in models "
+                f"({', '.join(sorted(self.models))})"
+            )
+        return self
+
+    @property
+    def media_base_url(self) -> str:
+        return (self.media.public_base_url or f"{self.server.public_url}/media").rstrip("/")
+
+
+class Secrets(BaseSettings):
+    """Secrets, read from the environment only (never from config.yaml)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    replicate_api_token: SecretStr | None = Field(default=None, alias="REPLICATE_API_TOKEN")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    problems = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        reason = item["msg"]
+        if item["type"] == "extra_forbidden":
+            reason = "unknown key (secrets belong in environment variables, not in the file)"
+        problems.append(f"{key}: {reason}")
+    return f"invalid configuration ({source}): " + "; ".join(problems)
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to read: ``explicit``, else ``$SHOWME_CONFIG``, else ``./config.yaml`` when present."""
+    if explicit:
+        return Path(explicit)
+    if env := os.environ.get("SHOWME_CONFIG"):
+        return Path(env)
+    default = Path("config.yaml")
+    return default if default.exists() else None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``path`` (see ``config_path``) and the environment; ``overrides`` win over both.
+
+    Raises ``ConfigError`` naming the key and the reason for a missing file, bad YAML or an invalid value.
+    """
+    resolved = config_path(path)
+    data: dict[str, Any] = {}
+    source = "defaults + environment"
+    if resolved is not None:
+        source = f"{resolved} + environment"
+        try:
+            raw = yaml.safe_load(resolved.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"config file not found: {resolved}") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{resolved} is not valid YAML: {err}") from err
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(f"{resolved} must hold a mapping of settings at the top level")
+        data = raw or {}
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from err
+
+
+def load_secrets() -> Secrets:
+    return Secrets()

@@ -1,0 +1,438 @@
+"""Credits: grants by unit, an append-only ledger, and holds that settle or release exactly once.
+
+Model (see ../shared/research/payments-and-ledgers.md §2.7, §3):
+
+* A **credit grant** is a bucket of one unit (``credit``, ``image``, ``video``) with ``amount``, ``remaining``,
+  ``priority``, optional ``expires_at`` and a unique ``source_ref`` (``starter:<account>``, ``stripe:cs_…``).
+* The **ledger** records every change to a grant: ``grant`` (delta 0, the amount is the grant's own),
+  ``hold`` (−n), ``settle`` (0: the hold becomes a spend), ``release`` (+n), ``expire`` (−n), ``adjust`` (±n).
+  Invariant, for every grant: ``remaining == amount + Σ delta``. Entries are unique per
+  (``op_key``, grant, kind), so an operation cannot be written twice.
+* **Burn-down order**: matching unit, active (not expired, not voided, ``remaining > 0``), then priority
+  ascending, soonest expiry first, never-expiring last, oldest first.
+* A job's charge moves ``none → held → settled | released`` by conditional updates on the job row; only the
+  transaction that wins the transition writes ledger entries.
+
+All mutating functions take an open write transaction (``Database.write()``) so a hold is committed together
+with the job that needs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, func, nulls_last, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.clock import Clock
+from core.config import CreditSettings
+from core.errors import InsufficientCredits, InvalidRequest
+from storage.db import Database
+from storage.models import Account, CreditGrant, Job, LedgerEntry
+
+Unit = Literal["credit", "image", "video"]
+UNITS: tuple[str, ...] = ("credit", "image", "video")
+CATEGORIES: tuple[str, ...] = ("starter", "paid", "session", "admin")
+
+
+@dataclass(frozen=True)
+class GrantResult:
+    grant_id: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Active session quota of one unit: ``remaining`` units, ``seconds_left`` until the soonest expiry."""
+
+    unit: str
+    remaining: int
+    expires_at: datetime | None
+    seconds_left: int | None
+
+
+@dataclass(frozen=True)
+class Balance:
+    account_id: int
+    credits: int
+    quotas: list[Quota]
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What a job will cost: ``amount`` of ``unit``."""
+
+    unit: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    id: int
+    grant_id: int
+    job_id: str | None
+    kind: str
+    unit: str
+    amount: int
+    delta: int
+    op_key: str
+    note: str | None
+    created_at: datetime
+
+
+def _insert(session: AsyncSession) -> Any:
+    """The dialect's ``insert`` (both offer ``on_conflict_do_nothing``)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+class CreditService:
+    """Grants, holds and balances. Times come from ``clock`` (UTC)."""
+
+    def __init__(self, db: Database, settings: CreditSettings, clock: Clock) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+
+    async def lock_account(self, session: AsyncSession, account_id: int) -> None:
+        """Serialise credit writes of one account (``FOR UPDATE`` on PostgreSQL; SQLite's
+        ``BEGIN IMMEDIATE`` already holds the database write lock). Raises ``NotFound``-like
+        ``InvalidRequest`` when the account does not exist."""
+        found = await session.scalar(select(Account.id).where(Account.id == account_id).with_for_update())
+        if found is None:
+            raise InvalidRequest(f"account {account_id} does not exist", field="account")
+
+    async def grant(
+        self,
+        session: AsyncSession,
+        *,
+        account_id: int,
+        amount: int,
+        source_ref: str,
+        unit: str = "credit",
+        category: str = "admin",
+        priority: int | None = None,
+        expires_at: datetime | None = None,
+        eligible_models: list[str] | None = None,
+        note: str | None = None,
+    ) -> GrantResult:
+        """Create a grant of ``amount`` ``unit``s once per ``source_ref``.
+
+        A second call with the same ``source_ref`` returns the existing grant with ``created=False``
+        (the unique constraint decides, inside this transaction). Raises ``InvalidRequest`` for a
+        non-positive amount or an unknown unit or category.
+        """
+        if amount <= 0:
+            raise InvalidRequest("amount must be a positive whole number", field="amount")
+        if unit not in UNITS:
+            raise InvalidRequest(f"unit must be one of {', '.join(UNITS)}", field="unit")
+        if category not in CATEGORIES:
+            raise InvalidRequest(f"category must be one of {', '.join(CATEGORIES)}", field="category")
+        if priority is None:
+            priority = {
+                "starter": self.settings.starter_priority,
+                "paid": self.settings.paid_priority,
+                "session": self.settings.session_priority,
+            }.get(category, self.settings.admin_priority)
+        now = self.clock.now()
+        stmt = (
+            _insert(session)(CreditGrant)
+            .values(
+                account_id=account_id,
+                unit=unit,
+                amount=amount,
+                remaining=amount,
+                category=category,
+                priority=priority,
+                expires_at=expires_at,
+                source_ref=source_ref,
+                eligible_models=eligible_models,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["source_ref"])
+            .returning(CreditGrant.id)
+        )
+        grant_id = await session.scalar(stmt)
+        if grant_id is None:
+            existing = await session.scalar(select(CreditGrant.id).where(CreditGrant.source_ref == source_ref))
+            assert existing is not None
+            return GrantResult(existing, created=False)
+        session.add(
+            LedgerEntry(
+                account_id=account_id,
+                grant_id=grant_id,
+                kind="grant",
+                amount=amount,
+                delta=0,
+                op_key=source_ref,
+                note=note or category,
+                created_at=now,
+            )
+        )
+        await session.flush()
+        return GrantResult(grant_id, created=True)
+
+    async def grant_starter(self, session: AsyncSession, account_id: int) -> GrantResult | None:
+        """Grant the configured starter credits once per account (``starter:<id>``); None when disabled."""
+        if self.settings.starter_credits <= 0:
+            return None
+        return await self.grant(
+            session,
+            account_id=account_id,
+            amount=self.settings.starter_credits,
+            source_ref=f"starter:{account_id}",
+            category="starter",
+            note="starter credits",
+        )
+
+    def _active(self, account_id: int, unit: str, now: datetime):  # type: ignore[no-untyped-def]
+        return and_(
+            CreditGrant.account_id == account_id,
+            CreditGrant.unit == unit,
+            CreditGrant.remaining > 0,
+            CreditGrant.voided_at.is_(None),
+            or_(CreditGrant.expires_at.is_(None), CreditGrant.expires_at > now),
+        )
+
+    async def _eligible_grants(
+        self, session: AsyncSession, account_id: int, unit: str, model: str | None
+    ) -> list[CreditGrant]:
+        now = self.clock.now()
+        rows = (
+            await session.scalars(
+                select(CreditGrant)
+                .where(self._active(account_id, unit, now))
+                .order_by(
+                    CreditGrant.priority, nulls_last(CreditGrant.expires_at), CreditGrant.created_at, CreditGrant.id
+                )
+            )
+        ).all()
+        return [g for g in rows if not g.eligible_models or (model is not None and model in g.eligible_models)]
+
+    async def choose_charge(
+        self, session: AsyncSession, *, account_id: int, model: str, outputs: int, credits_per_output: int
+    ) -> Charge:
+        """How a generation of ``outputs`` images of ``model`` is paid: from an active session image quota
+        that covers every output and admits the model, else ``outputs × credits_per_output`` credits."""
+        quota = sum(g.remaining for g in await self._eligible_grants(session, account_id, "image", model))
+        if quota >= outputs:
+            return Charge("image", outputs)
+        return Charge("credit", outputs * credits_per_output)
+
+    async def hold(
+        self, session: AsyncSession, *, account_id: int, job_id: str, charge: Charge, model: str | None = None
+    ) -> list[tuple[int, int]]:
+        """Take ``charge`` from the account's grants in burn-down order and record ``hold`` entries.
+
+        Returns ``[(grant_id, amount), …]``. Raises ``InsufficientCredits`` (nothing written) when the
+        active grants hold less than ``charge.amount``. Call ``lock_account`` first in the same transaction.
+        """
+        if charge.amount == 0:
+            return []
+        grants = await self._eligible_grants(session, account_id, charge.unit, model)
+        available = sum(g.remaining for g in grants)
+        if available < charge.amount:
+            noun = "credits" if charge.unit == "credit" else f"{charge.unit} quota"
+            raise InsufficientCredits(
+                f"not enough {noun}: this needs {charge.amount}, the account has {available}",
+                needed=charge.amount,
+                available=available,
+                unit=charge.unit,
+            )
+        left = charge.amount
+        taken: list[tuple[int, int]] = []
+        now = self.clock.now()
+        for grant in grants:
+            if left == 0:
+                break
+            take = min(grant.remaining, left)
+            result = await session.execute(
+                update(CreditGrant)
+                .where(CreditGrant.id == grant.id, CreditGrant.remaining >= take)
+                .values(remaining=CreditGrant.remaining - take)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise RuntimeError(f"grant {grant.id} changed under a locked transaction")
+            session.add(
+                LedgerEntry(
+                    account_id=account_id,
+                    grant_id=grant.id,
+                    job_id=job_id,
+                    kind="hold",
+                    amount=take,
+                    delta=-take,
+                    op_key=f"job:{job_id}",
+                    created_at=now,
+                )
+            )
+            taken.append((grant.id, take))
+            left -= take
+        await session.flush()
+        return taken
+
+    async def _holds(self, session: AsyncSession, job_id: str) -> list[LedgerEntry]:
+        return list(
+            (
+                await session.scalars(
+                    select(LedgerEntry)
+                    .where(LedgerEntry.op_key == f"job:{job_id}", LedgerEntry.kind == "hold")
+                    .order_by(LedgerEntry.id)
+                )
+            ).all()
+        )
+
+    async def _give_back(self, session: AsyncSession, entry: LedgerEntry, amount: int, note: str | None) -> None:
+        await session.execute(
+            update(CreditGrant)
+            .where(CreditGrant.id == entry.grant_id)
+            .values(remaining=CreditGrant.remaining + amount)
+            .execution_options(synchronize_session=False)
+        )
+        session.add(
+            LedgerEntry(
+                account_id=entry.account_id,
+                grant_id=entry.grant_id,
+                job_id=entry.job_id,
+                kind="release",
+                amount=amount,
+                delta=amount,
+                op_key=entry.op_key,
+                note=note,
+                created_at=self.clock.now(),
+            )
+        )
+
+    async def settle(self, session: AsyncSession, job_id: str, used: int) -> bool:
+        """Turn ``used`` units of the job's hold into a spend and release the rest, exactly once.
+
+        Returns False (and writes nothing) when the job's charge is not ``held`` any more.
+        """
+        won = await session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.charge_state == "held")
+            .values(charge_state="settled", charged=used)
+            .execution_options(synchronize_session=False)
+        )
+        if won.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        left = used
+        now = self.clock.now()
+        for entry in await self._holds(session, job_id):
+            spend = min(entry.amount, left)
+            left -= spend
+            if spend:
+                session.add(
+                    LedgerEntry(
+                        account_id=entry.account_id,
+                        grant_id=entry.grant_id,
+                        job_id=job_id,
+                        kind="settle",
+                        amount=spend,
+                        delta=0,
+                        op_key=entry.op_key,
+                        created_at=now,
+                    )
+                )
+            if entry.amount - spend:
+                await self._give_back(session, entry, entry.amount - spend, "unused part of hold")
+        await session.flush()
+        return True
+
+    async def release(self, session: AsyncSession, job_id: str, reason: str | None = None) -> bool:
+        """Return the job's whole hold to the grants it came from, exactly once.
+
+        Returns False (and writes nothing) when the job's charge is not ``held``.
+        """
+        won = await session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.charge_state == "held")
+            .values(charge_state="released", charged=0)
+            .execution_options(synchronize_session=False)
+        )
+        if won.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        for entry in await self._holds(session, job_id):
+            await self._give_back(session, entry, entry.amount, (reason or "")[:255] or None)
+        await session.flush()
+        return True
+
+    async def balance(self, account_id: int) -> Balance:
+        """Credits available now and active per-unit session quotas (with time left in seconds)."""
+        now = self.clock.now()
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(CreditGrant.unit, CreditGrant.remaining, CreditGrant.expires_at).where(
+                        CreditGrant.account_id == account_id,
+                        CreditGrant.remaining > 0,
+                        CreditGrant.voided_at.is_(None),
+                        or_(CreditGrant.expires_at.is_(None), CreditGrant.expires_at > now),
+                    )
+                )
+            ).all()
+        credits = sum(r.remaining for r in rows if r.unit == "credit")
+        quotas: list[Quota] = []
+        for unit in ("image", "video"):
+            mine = [r for r in rows if r.unit == unit]
+            if not mine:
+                continue
+            expiries = [r.expires_at for r in mine if r.expires_at is not None]
+            soonest = min(expiries) if expiries else None
+            quotas.append(
+                Quota(
+                    unit=unit,
+                    remaining=sum(r.remaining for r in mine),
+                    expires_at=soonest,
+                    seconds_left=max(0, int((soonest - now).total_seconds())) if soonest else None,
+                )
+            )
+        return Balance(account_id=account_id, credits=credits, quotas=quotas)
+
+    async def ledger(self, account_id: int, limit: int = 100) -> list[LedgerLine]:
+        """The account's newest ledger entries first (at most ``limit``)."""
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(LedgerEntry, CreditGrant.unit)
+                    .join(CreditGrant, CreditGrant.id == LedgerEntry.grant_id)
+                    .where(LedgerEntry.account_id == account_id)
+                    .order_by(LedgerEntry.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [
+            LedgerLine(
+                id=e.id,
+                grant_id=e.grant_id,
+                job_id=e.job_id,
+                kind=e.kind,
+                unit=unit,
+                amount=e.amount,
+                delta=e.delta,
+                op_key=e.op_key,
+                note=e.note,
+                created_at=e.created_at,
+            )
+            for e, unit in rows
+        ]
+
+    async def invariant_violations(self, account_id: int | None = None) -> list[tuple[int, int, int]]:
+        """Grants where ``remaining != amount + Σ delta``: ``[(grant_id, remaining, expected), …]``."""
+        sums = (
+            select(LedgerEntry.grant_id, func.coalesce(func.sum(LedgerEntry.delta), 0).label("total"))
+            .group_by(LedgerEntry.grant_id)
+            .subquery()
+        )
+        stmt = select(CreditGrant.id, CreditGrant.remaining, CreditGrant.amount, sums.c.total).outerjoin(
+            sums, sums.c.grant_id == CreditGrant.id
+        )
+        if account_id is not None:
+            stmt = stmt.where(CreditGrant.account_id == account_id)
+        async with self.db.read() as session:
+            rows = (await session.execute(stmt)).all()
+        return [
+            (r.id, r.remaining, r.amount + (r.total or 0)) for r in rows if r.remaining != r.amount + (r.total or 0)
+        ]

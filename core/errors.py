@@ -1,0 +1,119 @@
+"""The small error tree of showme's core. Each boundary (CLI, HTTP middleware, bots) translates it once.
+
+Every error has a stable ``code`` (used in ``{"error": {"code", "message"}}``), a one-line ``message`` a
+person can act on, and an HTTP ``status`` for the web boundary.
+"""
+
+from __future__ import annotations
+
+
+class ShowmeError(Exception):
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ConfigError(ShowmeError):
+    """The configuration file or environment is invalid (names the key and the reason)."""
+
+    code = "config_error"
+
+
+class InvalidRequest(ShowmeError):
+    """Bad input from a caller; ``field`` names the offending field when there is one."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class NotFound(ShowmeError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(ShowmeError):
+    code = "conflict"
+    status = 409
+
+
+class InsufficientCredits(ShowmeError):
+    """The account cannot pay for the request. ``needed`` and ``available`` are in ``unit``."""
+
+    code = "insufficient_credits"
+    status = 402
+
+    def __init__(self, message: str, *, needed: int, available: int, unit: str = "credit") -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.available = available
+        self.unit = unit
+
+
+class PromptRefused(ShowmeError):
+    """The prompt contains a blocked term; nothing was charged."""
+
+    code = "prompt_refused"
+    status = 422
+
+
+class ProviderError(ShowmeError):
+    """The image provider could not produce an output (base of the provider errors)."""
+
+    code = "provider_error"
+    status = 502
+
+
+class ProviderNotConfigured(ProviderError):
+    code = "provider_not_configured"
+    status = 503
+
+
+class ProviderAuthError(ProviderError):
+    code = "provider_auth_failed"
+    status = 502
+
+
+class ProviderBillingError(ProviderError):
+    code = "provider_billing"
+    status = 502
+
+
+class ProviderInputError(ProviderError):
+    code = "provider_invalid_input"
+    status = 422
+
+
+class ProviderRateLimited(ProviderError):
+    code = "provider_rate_limited"
+    status = 503
+
+
+class ProviderUnavailable(ProviderError):
+    code = "provider_unavailable"
+    status = 503
+
+
+class ModelFailed(ProviderError):
+    """The model ran and failed; the message is the model's error text."""
+
+    code = "model_failed"
+    status = 502
+
+
+class GenerationTimeout(ProviderError):
+    code = "generation_timeout"
+    status = 504
+
+
+class GenerationCanceled(ProviderError):
+    code = "generation_canceled"
+    status = 409
+
+
+class OutputDownloadFailed(ProviderError):
+    code = "output_download_failed"
+    status = 502

@@ -1,0 +1,570 @@
+"""Durable generation jobs: request → job row + credit hold → provider prediction → stored outputs.
+
+Lifecycle (ARCHITECTURE.md "Generation job lifecycle")::
+
+    submit: job row (idempotency key unique per account) + hold, one transaction      status queued
+    run:    provider create (sync wait) → prediction id saved → short polling           status running
+            → outputs downloaded (retries) → blob store + thumbnail → assets → settle   status succeeded
+    any failure → release the hold (exactly once)                                       status failed
+    restart → jobs whose runner's lease expired are resumed by prediction id, or failed and released
+
+A job is run by the process holding its lease (``lease_owner``, renewed every ``lease_seconds / 3``), so
+several processes (the server, a CLI, replicas) can share one database without running a job twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from core.clock import Clock
+from core.config import Settings
+from core.credits import CreditService
+from core.errors import (
+    Conflict,
+    GenerationCanceled,
+    InvalidRequest,
+    ModelFailed,
+    NotFound,
+    OutputDownloadFailed,
+    ProviderError,
+    ShowmeError,
+)
+from core.library import AssetView, Library
+from core.media import NotAnImage, inspect_image
+from core.prompts import apply_style, check_prompt
+from core.providers import ImageProvider, PredictionState, ProviderInput, ProviderOutput
+from storage.blobs import LocalBlobStore
+from storage.db import Database
+from storage.models import Asset, Job
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "canceled")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate. ``model`` and ``aspect_ratio`` default from config; ``num_outputs`` 1–4 images,
+    each charged; ``idempotency_key`` makes a retried request return the first job instead of a new one."""
+
+    prompt: str
+    model: str | None = None
+    style: str | None = None
+    aspect_ratio: str | None = None
+    num_outputs: int = 1
+    seed: int | None = None
+    conversation_id: str | None = None
+    source: str = "api"
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    id: str
+    account_id: int
+    status: str
+    model: str
+    prompt: str
+    styled_prompt: str
+    aspect_ratio: str
+    num_outputs: int
+    unit: str
+    cost: int
+    charged: int
+    charge_state: str
+    prediction_id: str | None
+    error_code: str | None
+    error: str | None
+    conversation_id: str | None
+    source: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    assets: list[AssetView] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINISHED
+
+
+def _insert(db: Database) -> Any:
+    return sqlite.insert if db.is_sqlite else postgresql.insert
+
+
+class GenerationService:
+    """Creates, runs, resumes and reports generation jobs. Owns its background tasks (``close``)."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        credits: CreditService,
+        library: Library,
+        provider: ImageProvider,
+        blobs: LocalBlobStore,
+        clock: Clock,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.credits = credits
+        self.library = library
+        self.provider = provider
+        self.blobs = blobs
+        self.clock = clock
+        self.runner_id = uuid.uuid4().hex
+        self._sleep = sleep
+        self._slots = asyncio.Semaphore(settings.generation.max_concurrent_jobs)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._listeners: list[Callable[[str, JobView], Any]] = []
+
+    # -- validation ---------------------------------------------------------------------------------
+
+    def _validated(self, request: GenerationRequest) -> tuple[str, str, str, str]:
+        """Return ``(model name, prompt, styled prompt, aspect ratio)`` or raise ``InvalidRequest``."""
+        cfg = self.settings
+        model_name = request.model or cfg.generation.default_model
+        if model_name not in cfg.models:
+            raise InvalidRequest(
+                f"unknown model {model_name!r}; choose one of {', '.join(sorted(cfg.models))}", field="model"
+            )
+        spec = cfg.models[model_name]
+        prompt = check_prompt(request.prompt, cfg.prompts.blocked_terms, max_length=cfg.prompts.max_length)
+        styled = apply_style(prompt, request.style, cfg.styles)
+        aspect = request.aspect_ratio or "1:1"
+        if aspect not in spec.aspect_ratios:
+            raise InvalidRequest(
+                f"aspect_ratio {aspect!r} is not accepted by {model_name}; use one of {', '.join(spec.aspect_ratios)}",
+                field="aspect_ratio",
+            )
+        if not 1 <= request.num_outputs <= spec.max_outputs:
+            raise InvalidRequest(
+                f"num_outputs must be between 1 and {spec.max_outputs} for {model_name}", field="num_outputs"
+            )
+        if request.seed is not None and not 0 <= request.seed < 2**32:
+            raise InvalidRequest("seed must be between 0 and 4294967295", field="seed")
+        return model_name, prompt, styled, aspect
+
+    # -- submit --------------------------------------------------------------------------------------
+
+    async def submit(self, account_id: int, request: GenerationRequest) -> JobView:
+        """Create the job and hold its price in one transaction, then start it in the background.
+
+        Returns the job (``queued``). With an ``idempotency_key`` already used by this account for the same
+        request, returns that job and charges nothing. Raises ``InvalidRequest`` (names the field),
+        ``PromptRefused``, ``InsufficientCredits`` (nothing written), ``Conflict`` for a key reused with a
+        different request.
+        """
+        model_name, prompt, styled, aspect = self._validated(request)
+        self.provider.check_ready()
+        spec = self.settings.models[model_name]
+        params = {"style": request.style, "aspect_ratio": aspect, "seed": request.seed, "styled_prompt": styled}
+        request_hash = hashlib.sha256(
+            json.dumps(
+                [model_name, prompt, request.style, aspect, request.num_outputs, request.seed, request.conversation_id],
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()
+        key = request.idempotency_key or f"auto:{uuid.uuid4().hex}"
+        if len(key) > 255:
+            raise InvalidRequest("idempotency key must be at most 255 characters", field="idempotency_key")
+        job_id = uuid.uuid4().hex
+        now = self.clock.now()
+        try:
+            async with self.db.write() as session:
+                await self.credits.lock_account(session, account_id)
+                existing = await session.scalar(
+                    select(Job).where(Job.account_id == account_id, Job.idempotency_key == key)
+                )
+                if existing is not None:
+                    return await self._same_request(existing, request_hash)
+                charge = await self.credits.choose_charge(
+                    session,
+                    account_id=account_id,
+                    model=model_name,
+                    outputs=request.num_outputs,
+                    credits_per_output=spec.price,
+                )
+                session.add(
+                    Job(
+                        id=job_id,
+                        account_id=account_id,
+                        kind="image",
+                        model=model_name,
+                        prompt=prompt,
+                        params=params,
+                        num_outputs=request.num_outputs,
+                        status="queued",
+                        unit=charge.unit,
+                        cost=charge.amount,
+                        charged=0,
+                        charge_state="held",
+                        source=request.source,
+                        conversation_id=request.conversation_id,
+                        idempotency_key=key,
+                        request_hash=request_hash,
+                        lease_owner=self.runner_id,
+                        lease_expires_at=now + timedelta(seconds=self.settings.generation.lease_seconds),
+                        created_at=now,
+                    )
+                )
+                await session.flush()
+                await self.credits.hold(session, account_id=account_id, job_id=job_id, charge=charge, model=model_name)
+        except IntegrityError:
+            # Another process inserted the same idempotency key between our read and our insert.
+            async with self.db.read() as session:
+                existing = await session.scalar(
+                    select(Job).where(Job.account_id == account_id, Job.idempotency_key == key)
+                )
+            if existing is None:
+                raise
+            return await self._same_request(existing, request_hash)
+        view = await self.get(job_id)
+        self._notify("generation_started", view)
+        self._spawn(job_id)
+        return view
+
+    async def _same_request(self, job: Job, request_hash: str) -> JobView:
+        if job.request_hash != request_hash:
+            raise Conflict("this idempotency key was already used for a different request", field="idempotency_key")
+        return await self.get(job.id)
+
+    async def generate(self, account_id: int, request: GenerationRequest, *, timeout: float | None = None) -> JobView:
+        """``submit`` and wait until the job finishes (or ``timeout`` seconds pass; then it is still running)."""
+        job = await self.submit(account_id, request)
+        return await self.wait(job.id, timeout=timeout)
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    async def get(self, job_id: str, account_id: int | None = None) -> JobView:
+        """The job with its assets; raises ``NotFound`` (also for another account's job)."""
+        async with self.db.read() as session:
+            job = await session.get(Job, job_id)
+        if job is None or (account_id is not None and job.account_id != account_id):
+            raise NotFound(f"job {job_id} does not exist")
+        assets = await self.library.for_job(job_id) if job.status == "succeeded" else []
+        return JobView(
+            id=job.id,
+            account_id=job.account_id,
+            status=job.status,
+            model=job.model,
+            prompt=job.prompt,
+            styled_prompt=str(job.params.get("styled_prompt") or job.prompt),
+            aspect_ratio=str(job.params.get("aspect_ratio") or "1:1"),
+            num_outputs=job.num_outputs,
+            unit=job.unit,
+            cost=job.cost,
+            charged=job.charged,
+            charge_state=job.charge_state,
+            prediction_id=job.prediction_id,
+            error_code=job.error_code,
+            error=job.error,
+            conversation_id=job.conversation_id,
+            source=job.source,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            assets=assets,
+        )
+
+    async def wait(self, job_id: str, *, timeout: float | None = None) -> JobView:
+        """Wait until the job is finished or ``timeout`` seconds pass; returns its latest state.
+
+        A job run by this process is awaited directly; one run elsewhere is polled every 0.25 s.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            task = self._tasks.get(job_id)
+            if task is not None:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), remaining)
+                return await self.get(job_id)
+            view = await self.get(job_id)
+            if view.done or (deadline is not None and time.monotonic() >= deadline):
+                return view
+            await asyncio.sleep(0.25)
+
+    def subscribe(self, listener: Callable[[str, JobView], Any]) -> None:
+        """Call ``listener(event_type, job)`` on ``generation_started``, ``image_generated``,
+        ``generation_failed``. Listeners must not block."""
+        self._listeners.append(listener)
+
+    def _notify(self, event: str, job: JobView) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event, job)
+            except Exception:
+                log.exception("job listener failed on %s", event)
+
+    # -- running -------------------------------------------------------------------------------------
+
+    def _spawn(self, job_id: str) -> None:
+        if job_id in self._tasks:
+            return
+        task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+
+    async def _renew_lease(self, job_id: str) -> None:
+        lease = self.settings.generation.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            async with self.db.write() as session:
+                await session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.lease_owner == self.runner_id)
+                    .values(lease_expires_at=self.clock.now() + timedelta(seconds=lease))
+                    .execution_options(synchronize_session=False)
+                )
+
+    async def _run(self, job_id: str) -> None:
+        async with self._slots:
+            renewer = asyncio.create_task(self._renew_lease(job_id))
+            try:
+                await self._execute(job_id)
+            except asyncio.CancelledError:
+                raise  # shutting down: the lease lapses and the job is resumed later
+            except ShowmeError as err:
+                await self._fail(job_id, err)
+            except Exception as err:
+                log.exception("job %s failed unexpectedly", job_id)
+                await self._fail(job_id, ProviderError(f"unexpected error: {type(err).__name__}: {err}"))
+            finally:
+                renewer.cancel()
+                await asyncio.gather(renewer, return_exceptions=True)
+
+    async def _execute(self, job_id: str) -> None:
+        async with self.db.write() as session:
+            job = await session.get(Job, job_id)
+            if job is None or job.status in FINISHED:
+                return
+            job.status = "running"
+            job.started_at = job.started_at or self.clock.now()
+            prediction_id = job.prediction_id
+            model_name, params, num_outputs = job.model, dict(job.params), job.num_outputs
+            account_id, prompt = job.account_id, job.prompt
+            started_at = job.started_at
+        spec = self.settings.models.get(model_name)
+        if spec is None:
+            raise InvalidRequest(f"model {model_name!r} is no longer configured", field="model")
+        timeout = self.settings.replicate.timeout_seconds
+        began = time.monotonic()
+        if prediction_id:
+            state: PredictionState = await self.provider.wait(
+                prediction_id, timeout=max(0.0, timeout - (self.clock.now() - started_at).total_seconds())
+            )
+        else:
+            state = await self.provider.create(
+                ProviderInput(
+                    model_name=model_name,
+                    model=spec,
+                    prompt=str(params.get("styled_prompt") or prompt),
+                    aspect_ratio=str(params.get("aspect_ratio") or "1:1"),
+                    num_outputs=num_outputs,
+                    output_format=self.settings.generation.output_format,
+                    seed=params.get("seed"),
+                )
+            )
+            async with self.db.write() as session:
+                await session.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(prediction_id=state.id)
+                    .execution_options(synchronize_session=False)
+                )
+            if not state.done:
+                state = await self.provider.wait(state.id, timeout=max(0.0, timeout - (time.monotonic() - began)))
+        if state.status == "failed":
+            raise ModelFailed(f"the model failed: {state.error or 'no error message given'}")
+        if state.status == "canceled":
+            raise GenerationCanceled("the prediction was canceled")
+        outputs = list(state.outputs)[:num_outputs]
+        if not outputs:
+            raise ProviderError("the model finished without any output")
+        stored = await asyncio.gather(*(self._store(o) for o in outputs), return_exceptions=True)
+        good = [(i, s) for i, s in enumerate(stored) if not isinstance(s, BaseException)]
+        if not good:
+            first = next(s for s in stored if isinstance(s, BaseException))
+            if isinstance(first, ShowmeError):
+                raise first
+            raise OutputDownloadFailed(f"could not store the output: {first}")
+        await self._succeed(job_id, account_id, model_name, prompt, params, good)
+
+    async def _download(self, output: ProviderOutput) -> bytes:
+        cfg = self.settings.generation
+        last: Exception | None = None
+        for attempt in range(cfg.download_attempts):
+            try:
+                async with asyncio.timeout(cfg.download_timeout_seconds):
+                    data = await output.read()
+                if not data:
+                    raise ValueError("empty response body")
+                return data
+            except (httpx.HTTPError, TimeoutError, ValueError) as err:
+                last = err
+                log.warning("download of %s failed (attempt %d): %s", output.url, attempt + 1, err)
+            if attempt + 1 < cfg.download_attempts:
+                backoff = cfg.download_backoff_seconds
+                await self._sleep(backoff[min(attempt, len(backoff) - 1)] if backoff else 0)
+        raise OutputDownloadFailed(
+            f"could not download the output after {cfg.download_attempts} attempts: {type(last).__name__}: {last}"
+        )
+
+    async def _store(self, output: ProviderOutput) -> dict[str, Any]:
+        data = await self._download(output)
+        try:
+            info = await asyncio.to_thread(inspect_image, data, self.settings.media.thumbnail_pixels)
+        except NotAnImage as err:
+            raise OutputDownloadFailed(f"the output at {output.url} is not an image: {err}") from err
+        blob = await self.blobs.put(data, info.ext)
+        thumb = await self.blobs.put(info.thumbnail, ".webp", prefix="thumbs/")
+        return {
+            "blob_key": blob.key,
+            "sha256": blob.sha256,
+            "size_bytes": blob.size_bytes,
+            "mime": info.mime,
+            "width": info.width,
+            "height": info.height,
+            "thumb_key": thumb.key,
+        }
+
+    async def _succeed(
+        self,
+        job_id: str,
+        account_id: int,
+        model_name: str,
+        prompt: str,
+        params: dict[str, Any],
+        stored: list[tuple[int, dict[str, Any]]],
+    ) -> None:
+        async with self.db.write() as session:
+            job = await session.get(Job, job_id)
+            if job is None or job.status in FINISHED:
+                return
+            for index, blob in stored:
+                await session.execute(
+                    _insert(self.db)(Asset)
+                    .values(
+                        account_id=account_id,
+                        job_id=job_id,
+                        output_index=index,
+                        kind="image",
+                        name=prompt[:120],
+                        description="",
+                        tags=",".join(t for t in (model_name, params.get("style")) if t),
+                        category="generated",
+                        favorite=False,
+                        prompt=prompt,
+                        model=model_name,
+                        use_count=0,
+                        view_count=0,
+                        created_at=self.clock.now(),
+                        updated_at=self.clock.now(),
+                        **blob,
+                    )
+                    .on_conflict_do_nothing(index_elements=["job_id", "output_index"])
+                )
+            per_output = job.cost // job.num_outputs if job.num_outputs else job.cost
+            await self.credits.settle(session, job_id, per_output * len(stored))
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(ACTIVE))
+                .values(status="succeeded", finished_at=self.clock.now(), lease_owner=None)
+                .execution_options(synchronize_session=False)
+            )
+        self._notify("image_generated", await self.get(job_id))
+
+    async def _fail(self, job_id: str, err: ShowmeError) -> None:
+        async with self.db.write() as session:
+            await self.credits.release(session, job_id, reason=err.code)
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(ACTIVE))
+                .values(
+                    status="canceled" if isinstance(err, GenerationCanceled) else "failed",
+                    error_code=err.code,
+                    error=err.message,
+                    finished_at=self.clock.now(),
+                    lease_owner=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        self._notify("generation_failed", await self.get(job_id))
+
+    # -- restart -------------------------------------------------------------------------------------
+
+    async def resume_unfinished(self) -> tuple[list[str], list[str]]:
+        """Take over unfinished jobs whose runner stopped renewing its lease.
+
+        Jobs with a prediction id are resumed (polled to the end); the others are failed and their hold
+        released. Returns ``(resumed job ids, failed job ids)``.
+        """
+        now = self.clock.now()
+        lease = timedelta(seconds=self.settings.generation.lease_seconds)
+        async with self.db.read() as session:
+            candidates = (
+                await session.scalars(
+                    select(Job.id).where(
+                        Job.status.in_(ACTIVE), or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
+                    )
+                )
+            ).all()
+        resumed: list[str] = []
+        failed: list[str] = []
+        for job_id in candidates:
+            async with self.db.write() as session:
+                claimed = await session.execute(
+                    update(Job)
+                    .where(
+                        Job.id == job_id,
+                        Job.status.in_(ACTIVE),
+                        or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now),
+                    )
+                    .values(lease_owner=self.runner_id, lease_expires_at=now + lease)
+                    .execution_options(synchronize_session=False)
+                )
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                prediction_id = await session.scalar(select(Job.prediction_id).where(Job.id == job_id))
+            if prediction_id:
+                resumed.append(job_id)
+                self._spawn(job_id)
+            else:
+                failed.append(job_id)
+                await self._fail(
+                    job_id,
+                    ProviderError(
+                        "the generation was interrupted before the provider accepted it; nothing was charged"
+                    ),
+                )
+        return resumed, failed
+
+    async def drain(self) -> None:
+        """Wait for every job this process is running."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel running jobs (their leases lapse; another process resumes them) and wait for the tasks."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

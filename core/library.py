@@ -1,0 +1,251 @@
+"""The media library: assets with names, tags and descriptions, ranked full-text search, use records.
+
+Search uses SQLite FTS5 (bm25, porter stemming) or PostgreSQL ``tsvector`` (``ts_rank_cd``), both created by
+the initial migration. Query words are OR-ed with prefix matching, so "black galaxy granite kitchen" finds
+"Black Galaxy granite" even without the word kitchen, ranked below assets that match more words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.clock import Clock
+from core.errors import InvalidRequest, NotFound
+from storage.blobs import LocalBlobStore
+from storage.db import Database
+from storage.models import Asset, AssetUse
+
+_STOPWORDS = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "on",
+    "with",
+    "and",
+    "or",
+    "for",
+    "to",
+    "me",
+    "show",
+    "some",
+    "any",
+    "our",
+    "your",
+    "my",
+    "is",
+    "are",
+    "it",
+    "this",
+    "that",
+    "please",
+    "image",
+    "picture",
+    "photo",
+    "at",
+    "by",
+}
+USE_KINDS = ("agent", "post", "download", "view")
+
+
+@dataclass(frozen=True)
+class AssetView:
+    id: int
+    account_id: int
+    kind: str
+    name: str
+    description: str
+    tags: list[str]
+    category: str | None
+    folder: str | None
+    favorite: bool
+    prompt: str | None
+    model: str | None
+    job_id: str | None
+    mime: str
+    size_bytes: int
+    width: int | None
+    height: int | None
+    blob_key: str
+    thumb_key: str | None
+    url: str
+    thumb_url: str | None
+    file_path: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    asset: AssetView
+    rank: float
+
+
+def normalize_tags(tags: list[str] | str | None) -> str:
+    """Tags as stored: lower-case, trimmed, de-duplicated, comma-separated."""
+    if tags is None:
+        return ""
+    items = tags.split(",") if isinstance(tags, str) else tags
+    seen: list[str] = []
+    for tag in items:
+        cleaned = re.sub(r"\s+", " ", str(tag)).strip().lower()
+        if cleaned and cleaned not in seen:
+            seen.append(cleaned[:64])
+    return ",".join(seen)
+
+
+def query_terms(query: str, limit: int = 12) -> list[str]:
+    """The searchable words of ``query``: lower-case letters and digits, stop words dropped."""
+    words = [w for w in re.findall(r"[a-z0-9]+", query.lower()) if w not in _STOPWORDS]
+    return list(dict.fromkeys(words))[:limit]
+
+
+class Library:
+    """Library assets of all accounts; every read is scoped to one account."""
+
+    def __init__(self, db: Database, blobs: LocalBlobStore, media_base_url: str, clock: Clock) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.media_base_url = media_base_url.rstrip("/")
+        self.clock = clock
+
+    def url_for(self, key: str) -> str:
+        return f"{self.media_base_url}/{key}"
+
+    def view(self, asset: Asset) -> AssetView:
+        path = self.blobs.local_path(asset.blob_key)
+        return AssetView(
+            id=asset.id,
+            account_id=asset.account_id,
+            kind=asset.kind,
+            name=asset.name,
+            description=asset.description,
+            tags=[t for t in asset.tags.split(",") if t],
+            category=asset.category,
+            folder=asset.folder,
+            favorite=asset.favorite,
+            prompt=asset.prompt,
+            model=asset.model,
+            job_id=asset.job_id,
+            mime=asset.mime,
+            size_bytes=asset.size_bytes,
+            width=asset.width,
+            height=asset.height,
+            blob_key=asset.blob_key,
+            thumb_key=asset.thumb_key,
+            url=self.url_for(asset.blob_key),
+            thumb_url=self.url_for(asset.thumb_key) if asset.thumb_key else None,
+            file_path=str(path) if path else None,
+            created_at=asset.created_at,
+        )
+
+    async def add(self, session: AsyncSession, **fields: Any) -> Asset:
+        """Insert an asset inside the caller's transaction. ``tags`` may be a list or a comma string."""
+        fields["tags"] = normalize_tags(fields.get("tags"))
+        now = self.clock.now()
+        asset = Asset(created_at=now, updated_at=now, **fields)
+        session.add(asset)
+        await session.flush()
+        return asset
+
+    async def get(self, account_id: int, asset_id: int) -> AssetView:
+        """The account's asset; raises ``NotFound`` for another account's or a missing asset."""
+        async with self.db.read() as session:
+            asset = await session.get(Asset, asset_id)
+        if asset is None or asset.account_id != account_id:
+            raise NotFound(f"asset {asset_id} does not exist")
+        return self.view(asset)
+
+    async def for_job(self, job_id: str) -> list[AssetView]:
+        async with self.db.read() as session:
+            rows = (
+                await session.scalars(select(Asset).where(Asset.job_id == job_id).order_by(Asset.output_index))
+            ).all()
+        return [self.view(a) for a in rows]
+
+    async def search(self, account_id: int, query: str, limit: int = 10) -> list[SearchHit]:
+        """Assets of ``account_id`` matching ``query``, best first (at most ``limit``, 1–100).
+
+        Ranks name and tags above description above prompt. Returns ``[]`` when no word of the query
+        matches. Raises ``InvalidRequest`` (field ``limit``) for a limit outside 1–100.
+        """
+        if not 1 <= limit <= 100:
+            raise InvalidRequest("limit must be between 1 and 100", field="limit")
+        terms = query_terms(query)
+        if not terms:
+            return []
+        async with self.db.read() as session:
+            if self.db.is_sqlite:
+                match = " OR ".join(f'"{t}"*' for t in terms)
+                rows = (
+                    await session.execute(
+                        text(
+                            "SELECT assets_fts.rowid AS id, bm25(assets_fts, 10.0, 3.0, 8.0, 2.0) AS rank "
+                            "FROM assets_fts JOIN assets ON assets.id = assets_fts.rowid "
+                            "WHERE assets_fts MATCH :match AND assets.account_id = :account "
+                            "ORDER BY rank, assets.favorite DESC, assets.use_count DESC, assets.id DESC "
+                            "LIMIT :limit"
+                        ),
+                        {"match": match, "account": account_id, "limit": limit},
+                    )
+                ).all()
+                scores = {r.id: -float(r.rank) for r in rows}
+            else:
+                tsquery = " | ".join(f"{t}:*" for t in terms)
+                rows = (
+                    await session.execute(
+                        text(
+                            "SELECT id, ts_rank_cd(search_vector, q) AS rank "
+                            "FROM assets, to_tsquery('english', :tsquery) AS q "
+                            "WHERE account_id = :account AND search_vector @@ q "
+                            "ORDER BY rank DESC, favorite DESC, use_count DESC, id DESC LIMIT :limit"
+                        ),
+                        {"tsquery": tsquery, "account": account_id, "limit": limit},
+                    )
+                ).all()
+                scores = {r.id: float(r.rank) for r in rows}
+            if not scores:
+                return []
+            assets = {a.id: a for a in (await session.scalars(select(Asset).where(Asset.id.in_(scores)))).all()}
+        return [SearchHit(self.view(assets[i]), scores[i]) for i in scores if i in assets]
+
+    async def record_use(
+        self,
+        account_id: int,
+        asset_id: int,
+        kind: str,
+        *,
+        actor: str | None = None,
+        conversation_id: str | None = None,
+    ) -> None:
+        """Record one use of an asset (``agent``, ``post``, ``download``, ``view``) and bump its counter."""
+        if kind not in USE_KINDS:
+            raise InvalidRequest(f"use kind must be one of {', '.join(USE_KINDS)}", field="kind")
+        async with self.db.write() as session:
+            session.add(
+                AssetUse(
+                    asset_id=asset_id,
+                    account_id=account_id,
+                    kind=kind,
+                    actor=actor,
+                    conversation_id=conversation_id,
+                    created_at=self.clock.now(),
+                )
+            )
+            column = Asset.view_count if kind == "view" else Asset.use_count
+            await session.execute(
+                update(Asset)
+                .where(Asset.id == asset_id, Asset.account_id == account_id)
+                .values({column: column + 1})
+                .execution_options(synchronize_session=False)
+            )
+
+    def file_path(self, key: str) -> Path:
+        return self.blobs.local_path(key)

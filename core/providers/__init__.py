@@ -1,0 +1,67 @@
+"""Image providers: the protocol the generation core drives, one module per vendor."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from core.config import ModelSpec
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+
+
+@dataclass(frozen=True)
+class ProviderInput:
+    """One generation as the provider sees it. ``prompt`` already carries the style suffix."""
+
+    model_name: str
+    model: ModelSpec
+    prompt: str
+    aspect_ratio: str
+    num_outputs: int
+    output_format: str
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ProviderOutput:
+    """One output file: its URL and a coroutine factory that downloads it once (no retries)."""
+
+    url: str
+    read: Callable[[], Awaitable[bytes]] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class PredictionState:
+    """A provider prediction: ``status`` is starting | processing | succeeded | failed | canceled."""
+
+    id: str
+    status: str
+    outputs: tuple[ProviderOutput, ...] = ()
+    error: str | None = None
+    predict_time: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+class ImageProvider(Protocol):
+    name: str
+
+    def check_ready(self) -> None:
+        """Raise ``ProviderNotConfigured`` when the provider cannot be used (missing credentials)."""
+        ...
+
+    async def create(self, request: ProviderInput) -> PredictionState:
+        """Start a prediction; may return a finished one (sync wait). Raises ``ProviderError`` subclasses."""
+        ...
+
+    async def wait(self, prediction_id: str, *, timeout: float) -> PredictionState:
+        """Poll until the prediction is terminal; cancel it and raise ``GenerationTimeout`` after ``timeout`` s."""
+        ...
+
+    async def cancel(self, prediction_id: str) -> None: ...
+
+    async def close(self) -> None: ...

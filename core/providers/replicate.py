@@ -1,0 +1,218 @@
+"""Replicate provider on the official ``replicate`` client (1.0.x).
+
+Wire format: ../shared/PROTOCOLS.md "Replicate". Create with ``Prefer: wait=N`` (the client's ``wait=N``), then
+poll ``GET /v1/predictions/{id}`` every ``poll_interval_seconds`` (≤ 0.5 s), cancel past the timeout.
+https outputs come back from ``replicate.helpers.transform_output`` as ``FileOutput`` objects, plain http
+outputs as strings; both are handled. ``REPLICATE_BASE_URL`` points the client at another server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from typing import Any
+
+import httpx
+from replicate.client import Client
+from replicate.exceptions import ReplicateError
+from replicate.helpers import FileOutput, transform_output
+from replicate.prediction import Prediction
+
+from core.config import ReplicateSettings
+from core.errors import (
+    GenerationTimeout,
+    ProviderAuthError,
+    ProviderBillingError,
+    ProviderError,
+    ProviderInputError,
+    ProviderNotConfigured,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
+from core.providers import PredictionState, ProviderInput, ProviderOutput
+
+# SDXL's native buckets (width × height, pixels) for each aspect ratio.
+SDXL_SIZES: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024),
+    "16:9": (1344, 768),
+    "9:16": (768, 1344),
+    "4:3": (1152, 896),
+    "3:4": (896, 1152),
+    "3:2": (1216, 832),
+    "2:3": (832, 1216),
+}
+_RETRY_IN = re.compile(r"available in (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
+
+
+def build_input(request: ProviderInput) -> dict[str, Any]:
+    """The model's input object (flux-schnell / flux-dev / flux-1.1-pro / SDXL schemas on replicate.com)."""
+    family = request.model.family
+    data: dict[str, Any] = {"prompt": request.prompt}
+    if family == "sdxl":
+        width, height = SDXL_SIZES[request.aspect_ratio]
+        data.update(width=width, height=height, num_outputs=request.num_outputs)
+    elif family == "flux_pro":
+        data.update(aspect_ratio=request.aspect_ratio, output_format=request.output_format)
+    else:
+        data.update(
+            aspect_ratio=request.aspect_ratio,
+            num_outputs=request.num_outputs,
+            output_format=request.output_format,
+        )
+    if request.seed is not None:
+        data["seed"] = request.seed
+    return data
+
+
+def _describe(err: ReplicateError) -> str:
+    return (err.detail or err.title or "no detail given").strip().replace("\n", " ")
+
+
+def translate_error(err: ReplicateError) -> ProviderError:
+    """Map Replicate's problem JSON (``status``, ``title``, ``detail``) to a core error a person can act on."""
+    detail = _describe(err)
+    match err.status:
+        case 401 | 403:
+            return ProviderAuthError(f"Replicate rejected the API token ({err.status}): check REPLICATE_API_TOKEN")
+        case 402:
+            return ProviderBillingError(
+                f"Replicate refused the prediction (402): the Replicate account needs credit ({detail})"
+            )
+        case 404:
+            return ProviderInputError(f"Replicate does not know this model or prediction (404): {detail}")
+        case 422:
+            return ProviderInputError(f"Replicate rejected the input (422): {detail}")
+        case 429:
+            return ProviderRateLimited(f"Replicate is rate limiting us (429): {detail}")
+        case status if status is not None and status >= 500:
+            return ProviderUnavailable(f"Replicate is unavailable ({status}): {detail}")
+        case _:
+            return ProviderError(f"Replicate error ({err.status}): {detail}")
+
+
+class ReplicateProvider:
+    """``ImageProvider`` for Replicate. One instance (one HTTP client) per event loop."""
+
+    name = "replicate"
+
+    def __init__(
+        self,
+        settings: ReplicateSettings,
+        api_token: str | None,
+        *,
+        base_url: str | None = None,
+        sleep: Any = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self._token = api_token
+        self._client = Client(
+            api_token=api_token or "missing",
+            base_url=base_url,
+            timeout=httpx.Timeout(settings.request_timeout_seconds, connect=10.0),
+        )
+        self._plain = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True)
+        self._sleep = sleep
+
+    def check_ready(self) -> None:
+        if not self._token:
+            raise ProviderNotConfigured("Replicate is not configured: set REPLICATE_API_TOKEN")
+
+    def _state(self, prediction: Prediction) -> PredictionState:
+        outputs: list[ProviderOutput] = []
+        if prediction.status == "succeeded" and prediction.output is not None:
+            raw = transform_output(prediction.output, self._client)
+            items = raw if isinstance(raw, list) else [raw]
+            for item in items:
+                outputs.append(self._output(item))
+        predict_time = (prediction.metrics or {}).get("predict_time")
+        return PredictionState(
+            id=prediction.id,
+            status=prediction.status,
+            outputs=tuple(outputs),
+            error=str(prediction.error) if prediction.error else None,
+            predict_time=float(predict_time) if isinstance(predict_time, int | float) else None,
+        )
+
+    def _output(self, item: Any) -> ProviderOutput:
+        if isinstance(item, FileOutput):
+            return ProviderOutput(url=item.url, read=item.aread)
+        url = str(item)
+
+        async def read_plain() -> bytes:
+            response = await self._plain.get(url)
+            response.raise_for_status()
+            return response.content
+
+        return ProviderOutput(url=url, read=read_plain)
+
+    async def _call(self, coro_factory: Any) -> Any:
+        try:
+            return await coro_factory()
+        except ReplicateError as err:
+            raise translate_error(err) from err
+        except httpx.TimeoutException as err:
+            raise ProviderUnavailable(f"Replicate did not answer in time ({type(err).__name__})") from err
+        except httpx.TransportError as err:
+            raise ProviderUnavailable(f"could not reach Replicate: {err}") from err
+
+    async def create(self, request: ProviderInput) -> PredictionState:
+        """Create the prediction with ``Prefer: wait=N``; retry a 429 after the stated delay (bounded).
+
+        Raises ``ProviderNotConfigured`` without a token, and the ``translate_error`` errors otherwise.
+        """
+        self.check_ready()
+        ref = request.model.ref
+        body = build_input(request)
+        owner_name, _, version = ref.partition(":")
+        attempt = 0
+        while True:
+            try:
+                if version:
+                    prediction = await self._call(
+                        lambda: self._client.predictions.async_create(
+                            version=version, input=body, wait=self.settings.wait_seconds
+                        )
+                    )
+                else:
+                    prediction = await self._call(
+                        lambda: self._client.models.predictions.async_create(
+                            model=owner_name, input=body, wait=self.settings.wait_seconds
+                        )
+                    )
+                return self._state(prediction)
+            except ProviderRateLimited as err:
+                attempt += 1
+                match = _RETRY_IN.search(err.message)
+                delay = float(match.group(1)) if match else 1.0
+                if attempt > self.settings.rate_limit_retries or delay > self.settings.max_retry_after_seconds:
+                    raise ProviderRateLimited(f"{err.message} (gave up after {attempt - 1} retries)") from err
+                await self._sleep(delay)
+
+    async def get(self, prediction_id: str) -> PredictionState:
+        self.check_ready()
+        prediction = await self._call(lambda: self._client.predictions.async_get(prediction_id))
+        return self._state(prediction)
+
+    async def wait(self, prediction_id: str, *, timeout: float) -> PredictionState:
+        """Poll every ``poll_interval_seconds`` until terminal; past ``timeout`` seconds cancel the
+        prediction and raise ``GenerationTimeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.get(prediction_id)
+            if state.done:
+                return state
+            if time.monotonic() >= deadline:
+                await self.cancel(prediction_id)
+                raise GenerationTimeout(f"the model did not finish within {timeout:g} s; the prediction was canceled")
+            await self._sleep(min(self.settings.poll_interval_seconds, max(0.0, deadline - time.monotonic())))
+
+    async def cancel(self, prediction_id: str) -> None:
+        """Cancel the prediction; errors are ignored (it may have finished meanwhile)."""
+        with contextlib.suppress(ReplicateError, httpx.HTTPError):
+            await self._client.predictions.async_cancel(prediction_id)
+
+    async def close(self) -> None:
+        await self._client._async_client.aclose()
+        await self._plain.aclose()

@@ -1,0 +1,94 @@
+"""Building the services from settings, once per process (the CLI and ``tools.app.create_app`` use this)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from core.accounts import AccountService
+from core.clock import Clock, SystemClock
+from core.config import Secrets, Settings, load_secrets
+from core.credits import CreditService
+from core.errors import ConfigError
+from core.generation import GenerationService
+from core.library import Library
+from core.providers import ImageProvider
+from core.providers.replicate import ReplicateProvider
+from storage import migrate
+from storage.blobs import LocalBlobStore
+from storage.db import Database, create_engine
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    clock: Clock
+    blobs: LocalBlobStore
+    credits: CreditService
+    accounts: AccountService
+    library: Library
+    provider: ImageProvider
+    generation: GenerationService
+
+
+async def prepare_database(db: Database, settings: Settings) -> None:
+    """Upgrade a SQLite database in place; require ``showme db upgrade`` for any other database.
+
+    Raises ``ConfigError`` when a non-SQLite database is behind the code's migrations.
+    """
+    if db.is_sqlite and settings.database.auto_upgrade:
+        await migrate.upgrade(db.engine)
+        return
+    current = await migrate.current_revision(db.engine)
+    if current != migrate.head_revision():
+        raise ConfigError(
+            f"the database is at migration {current or 'none'}, the code needs {migrate.head_revision()}: "
+            "run `showme db upgrade`"
+        )
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    provider: ImageProvider | None = None,
+    secrets: Secrets | None = None,
+) -> AsyncIterator[Services]:
+    """Create every service; on exit stop running jobs, close the provider, dispose of the engine."""
+    clock = clock or SystemClock()
+    secrets = secrets or load_secrets()
+    db = Database(create_engine(settings.database.url, echo=settings.database.echo))
+    owned_provider = provider is None
+    try:
+        await prepare_database(db, settings)
+        blobs = LocalBlobStore(settings.media.root)
+        credits = CreditService(db, settings.credits, clock)
+        library = Library(db, blobs, settings.media_base_url, clock)
+        if provider is None:
+            token = secrets.replicate_api_token.get_secret_value() if secrets.replicate_api_token else None
+            provider = ReplicateProvider(settings.replicate, token)
+        generation = GenerationService(
+            db=db, settings=settings, credits=credits, library=library, provider=provider, blobs=blobs, clock=clock
+        )
+        services = Services(
+            settings=settings,
+            db=db,
+            clock=clock,
+            blobs=blobs,
+            credits=credits,
+            accounts=AccountService(db, credits, clock),
+            library=library,
+            provider=provider,
+            generation=generation,
+        )
+        try:
+            yield services
+        finally:
+            await generation.close()
+            if owned_provider:
+                await provider.close()
+    finally:
+        await db.dispose()

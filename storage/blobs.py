@@ -1,0 +1,92 @@
+"""Media blob stores. Keys are content-addressed: ``<sha256[:2]>/<sha256><ext>`` (``thumbs/…`` for thumbnails).
+
+``LocalBlobStore`` (the default) writes under one directory with atomic renames, off the event loop.
+An S3-compatible store is a second class with the same methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+_KEY = re.compile(r"^(thumbs/)?[0-9a-f]{2}/[0-9a-f]{64}\.[a-z0-9]{1,5}$")
+
+
+class InvalidBlobKey(ValueError):
+    """A key that is not one of ours (for instance ``../etc/passwd``)."""
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` when it has the store's shape; raise ``InvalidBlobKey`` otherwise (no path tricks)."""
+    if not _KEY.fullmatch(key):
+        raise InvalidBlobKey(f"not a media key: {key!r}")
+    return key
+
+
+def content_key(data: bytes, ext: str, *, prefix: str = "") -> tuple[str, str]:
+    """Return ``(key, sha256 hex)`` for ``data``; ``ext`` like ``.webp``."""
+    digest = hashlib.sha256(data).hexdigest()
+    return f"{prefix}{digest[:2]}/{digest}{ext.lower()}", digest
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    key: str
+    sha256: str
+    size_bytes: int
+
+
+class BlobStore(Protocol):
+    async def put(self, data: bytes, ext: str, *, prefix: str = "") -> StoredBlob: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    def local_path(self, key: str) -> Path | None: ...
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root``. Writing the same content twice is a no-op returning the same key."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+
+    def local_path(self, key: str) -> Path:
+        """The file for ``key``; raises ``InvalidBlobKey`` for a malformed key."""
+        return self.root / check_key(key)
+
+    def _write(self, key: str, data: bytes) -> None:
+        path = self.local_path(key)
+        if path.exists() and path.stat().st_size == len(data):
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    async def put(self, data: bytes, ext: str, *, prefix: str = "") -> StoredBlob:
+        """Store ``data`` (bytes) atomically; returns its key, digest and size in bytes."""
+        key, digest = content_key(data, ext, prefix=prefix)
+        await asyncio.to_thread(self._write, key, data)
+        return StoredBlob(key=key, sha256=digest, size_bytes=len(data))
+
+    async def get(self, key: str) -> bytes:
+        """The blob's bytes; raises ``FileNotFoundError`` when absent."""
+        return await asyncio.to_thread(self.local_path(key).read_bytes)
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.local_path(key).exists)

@@ -1,0 +1,125 @@
+"""Shared fixtures: a database per test (SQLite always, PostgreSQL when SHOWME_TEST_POSTGRES_URL is set),
+the fake Replicate server on https with a test CA, and the real services built from settings."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from core.clock import ManualClock
+from core.config import Secrets, Settings, load_settings
+from core.services import Services, open_services
+from storage import migrate
+from storage.db import create_engine
+from tests.fakes.replicate import FakeReplicate, RunningFake
+
+POSTGRES_URL = os.environ.get("SHOWME_TEST_POSTGRES_URL")
+
+
+def _pg_admin_url() -> str:
+    assert POSTGRES_URL
+    return POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'showme.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need SHOWME_TEST_POSTGRES_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)")
+    import asyncpg
+
+    name = f"showme_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_pg_admin_url())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    url = f"{base}/{name}"
+    # PostgreSQL is upgraded explicitly (`showme db upgrade`), as an operator would.
+    engine = create_engine(url)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    yield url
+    admin = await asyncpg.connect(_pg_admin_url())
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
+    ca = trustme.CA()
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return ca, path
+
+
+@pytest.fixture
+def server_ssl(test_ca: tuple[trustme.CA, Path]) -> ssl.SSLContext:
+    ca, _ = test_ca
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+async def replicate_fake(
+    server_ssl: ssl.SSLContext, test_ca: tuple[trustme.CA, Path], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[FakeReplicate]:
+    """The fake Replicate on https; the real client trusts it through SSL_CERT_FILE + REPLICATE_BASE_URL."""
+    fake = FakeReplicate()
+    async with RunningFake(fake, server_ssl) as running:
+        monkeypatch.setenv("REPLICATE_BASE_URL", running.base_url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(test_ca[1]))
+        yield running
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database": {"url": database_url},
+        "media": {"root": str(tmp_path / "media")},
+        "generation": {"download_backoff_seconds": [0.01, 0.02, 0.04], "lease_seconds": 30},
+        "replicate": {"wait_seconds": 5, "timeout_seconds": 10},
+        "prompts": {"blocked_terms": ["gore"]},
+    }
+    for key, value in overrides.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    return load_settings(None, **values)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def services(
+    settings: Settings, replicate_fake: FakeReplicate, clock: ManualClock
+) -> AsyncIterator[Services]:
+    async with open_services(settings, clock=clock, secrets=Secrets(REPLICATE_API_TOKEN=replicate_fake.token)) as s:
+        yield s
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith("SHOWME_") and key != "SHOWME_TEST_POSTGRES_URL":
+            monkeypatch.delenv(key)
+    yield

@@ -1,0 +1,233 @@
+"""A small Replicate-compatible HTTP server for tests (wire format: ../shared/PROTOCOLS.md "Replicate").
+
+Speaks ``POST /v1/models/{owner}/{name}/predictions``, ``POST /v1/predictions`` (with ``version``),
+``GET /v1/predictions/{id}``, ``POST /v1/predictions/{id}/cancel`` and serves output files under ``/files/``.
+Honours ``Prefer: wait[=N]``, bearer auth, problem-JSON errors (401/402/422/429) and per-prompt behaviour:
+
+* ``duration``: seconds a prediction takes (default 0: done at once)
+* a prompt containing ``FAILME`` fails with ``model_error``; ``SLOWME`` never finishes (timeouts)
+* ``create_errors``: queued (status, problem JSON) answers for the next creates
+* ``download_failures``: the next N output downloads answer 500; ``broken_outputs``: output indexes that always do
+* ``plain_http_outputs``: outputs served over plain http (the client returns them as ``str``)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import ssl
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from PIL import Image
+
+OFFICIAL_MODELS = {
+    "black-forest-labs/flux-schnell",
+    "black-forest-labs/flux-dev",
+    "black-forest-labs/flux-1.1-pro",
+}
+SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
+ASPECTS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"}
+
+
+def make_image(prompt: str, index: int, fmt: str = "webp") -> bytes:
+    digest = hashlib.sha256(f"{prompt}|{index}".encode()).digest()
+    img = Image.new("RGB", (64, 48), tuple(digest[:3]))
+    out = io.BytesIO()
+    img.save(out, format={"jpg": "JPEG", "png": "PNG"}.get(fmt, "WEBP"))
+    return out.getvalue()
+
+
+@dataclass
+class FakePrediction:
+    id: str
+    model: str
+    version: str
+    input: dict[str, Any]
+    created: float
+    duration: float
+    status: str = "starting"
+    output: Any = None
+    error: str | None = None
+    canceled: bool = False
+
+    def advance(self, fake: FakeReplicate) -> None:
+        if self.status in ("succeeded", "failed", "canceled"):
+            return
+        prompt = str(self.input.get("prompt", ""))
+        elapsed = time.monotonic() - self.created
+        if "SLOWME" in prompt or elapsed < self.duration:
+            self.status = "processing" if elapsed > 0.05 else "starting"
+            return
+        if "FAILME" in prompt:
+            self.status, self.error = "failed", "CUDA out of memory (fake model error)"
+            return
+        count = int(self.input.get("num_outputs", 1))
+        fmt = str(self.input.get("output_format", "webp"))
+        urls = []
+        for i in range(count):
+            name = f"{self.id}-{i}.{fmt}"
+            fake.files[name] = make_image(prompt, i, fmt)
+            urls.append(f"{fake.output_base}/files/{name}")
+        self.status = "succeeded"
+        self.output = urls[0] if self.model.endswith("flux-1.1-pro") else urls
+
+    def to_json(self, base: str) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat()
+        return {
+            "id": self.id, "model": self.model, "version": self.version, "input": self.input,
+            "output": self.output, "error": self.error, "logs": "", "status": self.status,
+            "created_at": now, "started_at": now,
+            "completed_at": now if self.status in ("succeeded", "failed", "canceled") else None,
+            "urls": {"get": f"{base}/v1/predictions/{self.id}", "cancel": f"{base}/v1/predictions/{self.id}/cancel",
+                     "web": f"https://replicate.com/p/{self.id}"},
+            "metrics": {"predict_time": self.duration} if self.status == "succeeded" else {},
+        }
+
+
+@dataclass
+class FakeReplicate:
+    token: str = "r8_test_token"
+    duration: float = 0.0
+    create_errors: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    download_failures: int = 0
+    broken_outputs: set[int] = field(default_factory=set)
+    plain_http_outputs: bool = False
+    predictions: dict[str, FakePrediction] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    creates: list[dict[str, Any]] = field(default_factory=list)
+    prefer_headers: list[str | None] = field(default_factory=list)
+    gets: int = 0
+    cancels: list[str] = field(default_factory=list)
+    downloads: int = 0
+    base_url: str = ""
+    http_url: str = ""
+
+    @property
+    def output_base(self) -> str:
+        return self.http_url if self.plain_http_outputs else self.base_url
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/models/{owner}/{name}/predictions", self._create_official)
+        app.router.add_post("/v1/predictions", self._create_version)
+        app.router.add_get("/v1/predictions/{id}", self._get)
+        app.router.add_post("/v1/predictions/{id}/cancel", self._cancel)
+        app.router.add_get("/files/{name}", self._file)
+        return app
+
+    def _problem(self, status: int, title: str, detail: str, **extra: Any) -> web.Response:
+        return web.json_response({"title": title, "detail": detail, "status": status, **extra}, status=status,
+                                 content_type="application/problem+json")
+
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.token}"
+
+    async def _create_official(self, request: web.Request) -> web.Response:
+        model = f"{request.match_info['owner']}/{request.match_info['name']}"
+        if model not in OFFICIAL_MODELS:
+            return self._problem(404, "Not found", f"Model {model} not found")
+        return await self._create(request, model, "hidden")
+
+    async def _create_version(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("version") != SDXL_VERSION:
+            return self._problem(422, "Invalid version", "The specified version does not exist")
+        return await self._create(request, "stability-ai/sdxl", SDXL_VERSION, body)
+
+    async def _create(self, request: web.Request, model: str, version: str,
+                      body: dict[str, Any] | None = None) -> web.Response:
+        if not self._authorized(request):
+            return self._problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        body = body if body is not None else await request.json()
+        self.creates.append(body)
+        self.prefer_headers.append(request.headers.get("Prefer"))
+        if self.create_errors:
+            status, problem = self.create_errors.pop(0)
+            return web.json_response({"status": status, **problem}, status=status)
+        data = body.get("input") or {}
+        invalid = []
+        if "aspect_ratio" in data and data["aspect_ratio"] not in ASPECTS:
+            invalid.append({"type": "enum", "field": "input.aspect_ratio",
+                            "description": f"aspect_ratio must be one of {sorted(ASPECTS)}"})
+        if not 1 <= int(data.get("num_outputs", 1)) <= 4:
+            invalid.append({"type": "number_le", "field": "input.num_outputs",
+                            "description": "Must be less than or equal to 4"})
+        if invalid:
+            detail = "; ".join(f"- {i['field']}: {i['description']}" for i in invalid)
+            return self._problem(422, "Input validation failed", detail, invalid_fields=invalid)
+        prediction = FakePrediction(id=uuid.uuid4().hex[:20], model=model, version=version, input=data,
+                                    created=time.monotonic(), duration=self.duration)
+        self.predictions[prediction.id] = prediction
+        prefer = request.headers.get("Prefer", "")
+        if prefer.startswith("wait"):
+            limit = float(prefer.split("=", 1)[1]) if "=" in prefer else 60.0
+            deadline = time.monotonic() + limit
+            while True:
+                prediction.advance(self)
+                if prediction.status in ("succeeded", "failed", "canceled") or time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(0.02)
+        else:
+            prediction.advance(self)
+        return web.json_response(prediction.to_json(self.base_url), status=201)
+
+    async def _get(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        self.gets += 1
+        prediction = self.predictions.get(request.match_info["id"])
+        if prediction is None:
+            return self._problem(404, "Not found", "Prediction not found")
+        prediction.advance(self)
+        return web.json_response(prediction.to_json(self.base_url))
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        prediction = self.predictions.get(request.match_info["id"])
+        if prediction is None:
+            return self._problem(404, "Not found", "Prediction not found")
+        self.cancels.append(prediction.id)
+        if prediction.status not in ("succeeded", "failed"):
+            prediction.status = "canceled"
+        return web.json_response(prediction.to_json(self.base_url))
+
+    async def _file(self, request: web.Request) -> web.Response:
+        self.downloads += 1
+        index = int(request.match_info["name"].rsplit(".", 1)[0].rsplit("-", 1)[1])
+        if self.download_failures > 0 or index in self.broken_outputs:
+            self.download_failures = max(0, self.download_failures - 1)
+            return web.Response(status=500, text="temporary storage error")
+        data = self.files.get(request.match_info["name"])
+        if data is None:
+            return web.Response(status=404)
+        ext = request.match_info["name"].rsplit(".", 1)[-1]
+        return web.Response(body=data, content_type={"jpg": "image/jpeg"}.get(ext, f"image/{ext}"))
+
+
+class RunningFake:
+    """Start ``fake`` on 127.0.0.1 with https (``ssl_context``) plus a plain-http listener for outputs."""
+
+    def __init__(self, fake: FakeReplicate, ssl_context: ssl.SSLContext) -> None:
+        self.fake = fake
+        self.ssl_context = ssl_context
+        self.runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> FakeReplicate:
+        self.runner = web.AppRunner(self.fake.app(), access_log=None)
+        await self.runner.setup()
+        secure = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
+        plain = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await secure.start()
+        await plain.start()
+        self.fake.base_url = f"https://127.0.0.1:{secure._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self.fake.http_url = f"http://127.0.0.1:{plain._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self.fake
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()

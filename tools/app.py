@@ -1,0 +1,114 @@
+"""The composition root: ``create_app(settings)`` builds every service once and owns its lifecycle.
+
+Each resource is one ``cleanup_ctx`` entry whose teardown mirrors its setup (STYLE.md §1). Handlers reach
+services through typed ``web.AppKey``s, never module globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from core.clock import Clock
+from core.config import Secrets, Settings
+from core.errors import ShowmeError
+from core.providers import ImageProvider
+from core.services import Services, open_services
+from storage.blobs import InvalidBlobKey
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICES = web.AppKey("services", Services)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """The one error shape of the HTTP API: ``{"error": {"code", "message"}}``."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Translate core errors and aiohttp HTTP errors into the JSON error shape; never leak a traceback."""
+    try:
+        return await handler(request)
+    except ShowmeError as err:
+        return error_response(err.status, err.code, err.message)
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(err.status, "http_error")
+        return error_response(err.status, code, err.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "something went wrong on our side; it has been logged")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 ``{"status": "ok"}`` when the database answers, 503 otherwise."""
+    try:
+        await request.app[SERVICES].db.ping()
+    except Exception as err:
+        return error_response(503, "database_unavailable", f"database unreachable: {type(err).__name__}")
+    return web.json_response({"status": "ok"})
+
+
+async def media(request: web.Request) -> web.StreamResponse:
+    """A stored media file by its content-addressed key (immutable, cached for a year)."""
+    services = request.app[SERVICES]
+    try:
+        path = services.blobs.local_path(request.match_info["key"])
+    except InvalidBlobKey:
+        return error_response(404, "not_found", "no such media")
+    if not await asyncio.to_thread(path.is_file):
+        return error_response(404, "not_found", "no such media")
+    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    provider: ImageProvider | None = None,
+    secrets: Secrets | None = None,
+) -> web.Application:
+    """Build the aiohttp application for ``settings``. ``clock``, ``provider`` and ``secrets`` replace the
+    defaults (system clock, Replicate with ``REPLICATE_API_TOKEN``) in tests."""
+    app = web.Application(middlewares=[error_middleware])
+    app[SETTINGS] = settings
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_services(settings, clock=clock, provider=provider, secrets=secrets) as services:
+            app[SERVICES] = services
+            yield
+
+    async def resume_ctx(app: web.Application) -> AsyncIterator[None]:
+        generation = app[SERVICES].generation
+
+        async def loop() -> None:
+            while True:
+                try:
+                    resumed, failed = await generation.resume_unfinished()
+                    if resumed or failed:
+                        log.info("took over %d unfinished job(s), failed %d", len(resumed), len(failed))
+                except Exception:
+                    log.exception("resuming unfinished jobs failed")
+                await asyncio.sleep(settings.generation.lease_seconds)
+
+        task = asyncio.create_task(loop(), name="resume-unfinished-jobs")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(services_ctx)
+    app.cleanup_ctx.append(resume_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/media/{key:.+}", media)
+    return app

@@ -1,0 +1,384 @@
+"""The ``showme`` command line.
+
+Exit codes: 0 ok · 1 unexpected error · 2 bad arguments or invalid request · 3 not found · 4 not enough
+credits · 5 provider (Replicate) error · 6 prompt refused · 7 conflict · 69 database unavailable ·
+78 configuration error. Every error is one line on stderr (and ``{"error": {...}}`` on stdout with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from core.config import Settings, load_settings
+from core.errors import (
+    ConfigError,
+    Conflict,
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+    PromptRefused,
+    ProviderError,
+    ShowmeError,
+)
+from core.generation import GenerationRequest, JobView
+from core.services import Services, open_services
+from storage import migrate
+from storage.db import Database, create_engine
+
+EXIT_CODES: list[tuple[type[ShowmeError], int]] = [
+    (ConfigError, 78),
+    (InvalidRequest, 2),
+    (NotFound, 3),
+    (InsufficientCredits, 4),
+    (PromptRefused, 6),
+    (ProviderError, 5),
+    (Conflict, 7),
+]
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2, like argparse but without the usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(_jsonable(payload), indent=2, sort_keys=True))
+    else:
+        print(text)
+
+
+def _plural(n: int, unit: str) -> str:
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+# -- commands ----------------------------------------------------------------------------------------
+
+
+async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    db = Database(create_engine(settings.database.url))
+    try:
+        before = await migrate.current_revision(db.engine)
+        await migrate.upgrade(db.engine)
+        after = await migrate.current_revision(db.engine)
+    finally:
+        await db.dispose()
+    _emit(args, {"from": before, "to": after}, f"database at migration {after} (was {before or 'empty'})")
+    return 0
+
+
+async def cmd_accounts_create(args: argparse.Namespace, s: Services) -> int:
+    account = await s.accounts.create(args.name)
+    balance = await s.credits.balance(account.id)
+    _emit(
+        args,
+        {"account": account, "credits": balance.credits},
+        f"account {account.id} {account.name!r} created with {_plural(balance.credits, 'starter credit')}",
+    )
+    return 0
+
+
+async def cmd_keys_create(args: argparse.Namespace, s: Services) -> int:
+    scopes = tuple(args.scopes.split(",")) if args.scopes else None
+    key = await (
+        s.accounts.create_api_key(args.account, scopes=scopes, name=args.name)
+        if scopes
+        else s.accounts.create_api_key(args.account, name=args.name)
+    )
+    _emit(
+        args,
+        {"id": key.id, "account_id": key.account_id, "key": key.key, "scopes": list(key.scopes)},
+        f"{key.key}\n(API key {key.id} for account {key.account_id}, scopes {','.join(key.scopes)}; "
+        "it is shown only now: store it safely)",
+    )
+    return 0
+
+
+async def cmd_credits_grant(args: argparse.Namespace, s: Services) -> int:
+    import uuid
+
+    await s.accounts.get(args.account)
+    reference = f"admin:{args.reference}" if args.reference else f"admin:{uuid.uuid4().hex}"
+    async with s.db.write() as session:
+        result = await s.credits.grant(
+            session,
+            account_id=args.account,
+            amount=args.amount,
+            unit=args.unit,
+            category="admin",
+            source_ref=reference,
+            note=args.note,
+        )
+    balance = await s.credits.balance(args.account)
+    verb = "granted" if result.created else "already granted (same --reference), nothing added"
+    now_has = _plural(balance.credits, "credit")
+    _emit(
+        args,
+        {"grant_id": result.grant_id, "created": result.created, "balance": balance},
+        f"{_plural(args.amount, args.unit)} {verb}; account {args.account} now has {now_has}",
+    )
+    return 0
+
+
+async def cmd_credits_show(args: argparse.Namespace, s: Services) -> int:
+    await s.accounts.get(args.account)
+    balance = await s.credits.balance(args.account)
+    ledger = await s.credits.ledger(args.account, limit=args.ledger) if args.ledger else []
+    lines = [f"account {args.account}: {_plural(balance.credits, 'credit')}"]
+    for quota in balance.quotas:
+        left = f", {quota.seconds_left // 60} min left" if quota.seconds_left is not None else ""
+        lines.append(f"  session quota: {_plural(quota.remaining, quota.unit)}{left}")
+    for entry in ledger:
+        lines.append(
+            f"  {entry.created_at:%Y-%m-%d %H:%M:%S} {entry.kind:<8} {_plural(entry.amount, entry.unit):<12} "
+            f"balance effect {entry.delta:+d} (grant {entry.grant_id}{', job ' + entry.job_id if entry.job_id else ''})"
+        )
+    _emit(args, {"balance": balance, "ledger": ledger}, "\n".join(lines))
+    return 0
+
+
+def _job_text(job: JobView, balance: int | None = None) -> str:
+    charged = f"charged {_plural(job.charged, job.unit)}" if job.charge_state == "settled" else "nothing charged"
+    lines = [f"job {job.id} {job.status} · model {job.model} · {charged}"]
+    if balance is not None:
+        lines[0] += f" · balance {_plural(balance, 'credit')}"
+    if job.error:
+        lines.append(f"error: {job.error}")
+    for index, asset in enumerate(job.assets, 1):
+        lines.append(f"image {index}: {asset.file_path}")
+        lines.append(f"  {asset.url}  ({asset.width}×{asset.height} {asset.mime}, {asset.size_bytes} bytes)")
+    return "\n".join(lines)
+
+
+async def cmd_generate(args: argparse.Namespace, s: Services) -> int:
+    await s.accounts.get(args.account)
+    request = GenerationRequest(
+        prompt=args.prompt,
+        model=args.model,
+        style=args.style,
+        aspect_ratio=args.aspect_ratio,
+        num_outputs=args.num_outputs,
+        seed=args.seed,
+        source="cli",
+        idempotency_key=args.idempotency_key,
+    )
+    job = await s.generation.generate(args.account, request)
+    balance = await s.credits.balance(args.account)
+    _emit(args, {"job": job, "balance": balance}, _job_text(job, balance.credits))
+    if job.status == "succeeded":
+        return 0
+    if job.status in ("queued", "running"):
+        return 1
+    print(f"error: {job.error}", file=sys.stderr)
+    return 5 if job.error_code and job.error_code.startswith(("provider", "model", "generation", "output")) else 1
+
+
+async def cmd_jobs_show(args: argparse.Namespace, s: Services) -> int:
+    job = await s.generation.get(args.job_id)
+    _emit(args, {"job": job}, _job_text(job))
+    return 0
+
+
+async def cmd_jobs_resume(args: argparse.Namespace, s: Services) -> int:
+    resumed, failed = await s.generation.resume_unfinished()
+    await s.generation.drain()
+    jobs = [await s.generation.get(j) for j in resumed + failed]
+    text = f"{len(resumed)} job(s) resumed, {len(failed)} failed and refunded"
+    for job in jobs:
+        text += "\n" + _job_text(job)
+    _emit(args, {"resumed": resumed, "failed": failed, "jobs": jobs}, text)
+    return 0
+
+
+async def cmd_library_search(args: argparse.Namespace, s: Services) -> int:
+    await s.accounts.get(args.account)
+    hits = await s.library.search(args.account, args.query, limit=args.limit)
+    lines = [f"{len(hits)} match(es) for {args.query!r}"]
+    for hit in hits:
+        lines.append(f"  asset {hit.asset.id}: {hit.asset.name!r} [{', '.join(hit.asset.tags)}] {hit.asset.url}")
+    _emit(args, {"results": [{"rank": h.rank, "asset": h.asset} for h in hits]}, "\n".join(lines))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from tools.app import create_app
+
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    logging.getLogger("aiohttp.access").setLevel(logging.INFO)
+    logging.getLogger("tools").setLevel(logging.INFO)
+    print(f"showme serving on http://{host}:{port} (public URL {settings.server.public_url}); Ctrl-C stops")
+    web.run_app(create_app(settings), host=host, port=port, print=None, shutdown_timeout=10)
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------------
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help="config file (default: $SHOWME_CONFIG or ./config.yaml)"
+    )
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+
+    parser = _Parser(prog="showme", description="showme: AI images in front of people, mid-conversation.")
+    parser.add_argument("--config", default=None, help="config file (default: $SHOWME_CONFIG or ./config.yaml)")
+    parser.add_argument("--json", action="store_true", default=False, help="machine-readable output")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def group(name: str, help_text: str) -> Any:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        actions = sub.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+        actions.required = True
+        return actions
+
+    p = commands.add_parser("serve", parents=[common], help="run the HTTP server (host and port from config)")
+    p.add_argument("--host", help="interface to listen on (default: server.host)")
+    p.add_argument("--port", type=_positive, help="port (default: server.port)")
+    p.set_defaults(handler=cmd_serve, sync=True)
+
+    db = group("db", "database maintenance")
+    db.add_parser("upgrade", parents=[common], help="apply migrations").set_defaults(handler=cmd_db_upgrade, raw=True)
+
+    accounts = group("accounts", "accounts (payers)")
+    p = accounts.add_parser("create", parents=[common], help="create an account with starter credits")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_accounts_create)
+
+    keys = group("keys", "API keys")
+    p = keys.add_parser("create", parents=[common], help="mint an API key (printed once)")
+    p.add_argument("--account", type=_positive, required=True, help="account id")
+    p.add_argument("--scopes", help="comma-separated scopes (default: all)")
+    p.add_argument("--name", help="a label for the key")
+    p.set_defaults(handler=cmd_keys_create)
+
+    credits = group("credits", "credits and the ledger")
+    p = credits.add_parser("grant", parents=[common], help="grant credits to an account")
+    p.add_argument("--account", type=_positive, required=True)
+    p.add_argument("--amount", type=_positive, required=True, help="how many (whole) units")
+    p.add_argument("--unit", choices=["credit", "image", "video"], default="credit")
+    p.add_argument("--reference", help="makes the grant idempotent: a second grant with it adds nothing")
+    p.add_argument("--note")
+    p.set_defaults(handler=cmd_credits_grant)
+    p = credits.add_parser("show", parents=[common], help="balance, session quotas and (with --ledger N) entries")
+    p.add_argument("--account", type=_positive, required=True)
+    p.add_argument("--ledger", type=_positive, metavar="N", help="also list the newest N ledger entries")
+    p.set_defaults(handler=cmd_credits_show)
+
+    p = commands.add_parser("generate", parents=[common], help="generate an image and store it in the library")
+    p.add_argument("prompt")
+    p.add_argument("--account", type=_positive, required=True)
+    p.add_argument("--model", help="model name from config (default: generation.default_model)")
+    p.add_argument("--style", help="style preset (photorealistic, artistic, sketch, modern, …)")
+    p.add_argument("--aspect-ratio", help="like 16:9 (default 1:1)")
+    p.add_argument("--num-outputs", type=_positive, default=1, help="1–4 images, each charged")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--idempotency-key", help="a retried command with the same key returns the first job")
+    p.set_defaults(handler=cmd_generate)
+
+    jobs = group("jobs", "generation jobs")
+    p = jobs.add_parser("show", parents=[common], help="show one job")
+    p.add_argument("job_id")
+    p.set_defaults(handler=cmd_jobs_show)
+    p = jobs.add_parser("resume", parents=[common], help="resume interrupted jobs, or fail and refund them")
+    p.set_defaults(handler=cmd_jobs_resume)
+
+    library = group("library", "the media library")
+    p = library.add_parser("search", parents=[common], help="full-text search of an account's library")
+    p.add_argument("query")
+    p.add_argument("--account", type=_positive, required=True)
+    p.add_argument("--limit", type=_positive, default=10)
+    p.set_defaults(handler=cmd_library_search)
+    return parser
+
+
+def _error_exit(args: argparse.Namespace, code: str, message: str, status: int) -> int:
+    message = " ".join(message.split())
+    if getattr(args, "json", False):
+        print(json.dumps({"error": {"code": code, "message": message}}))
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    handler: Callable[..., Awaitable[int]] = args.handler
+    if getattr(args, "raw", False):
+        return await handler(args, settings)
+    async with open_services(settings) as services:
+        return await handler(args, services)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``showme`` console script; returns the exit code."""
+    logging.basicConfig(
+        level=os.environ.get("SHOWME_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if getattr(args, "sync", False):
+            return int(args.handler(args, settings))
+        return asyncio.run(_dispatch(args, settings))
+    except ShowmeError as err:
+        status = next((code for cls, code in EXIT_CODES if isinstance(err, cls)), 1)
+        return _error_exit(args, err.code, err.message, status)
+    except (OperationalError, DBAPIError, OSError) as err:
+        if os.environ.get("SHOWME_DEBUG"):
+            traceback.print_exc()
+        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+        return _error_exit(args, "database_unavailable", f"cannot use the database: {reason}", 69)
+    except KeyboardInterrupt:
+        return _error_exit(args, "interrupted", "interrupted; unfinished jobs resume with `showme jobs resume`", 130)
+    except Exception as err:
+        if os.environ.get("SHOWME_DEBUG"):
+            traceback.print_exc()
+        return _error_exit(
+            args, "internal_error", f"unexpected {type(err).__name__}: {err} (SHOWME_DEBUG=1 shows details)", 1
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
