@@ -97,10 +97,14 @@ class CreditService:
         self.clock = clock
 
     async def lock_account(self, session: AsyncSession, account_id: int) -> None:
-        """Serialise credit writes of one account (``FOR UPDATE`` on PostgreSQL; SQLite's
-        ``BEGIN IMMEDIATE`` already holds the database write lock). Raises ``NotFound``-like
-        ``InvalidRequest`` when the account does not exist."""
-        found = await session.scalar(select(Account.id).where(Account.id == account_id).with_for_update())
+        """Serialise credit writes of one account: ``FOR NO KEY UPDATE`` on PostgreSQL (it does not block the
+        ``KEY SHARE`` locks that foreign-key checks take), while SQLite's ``BEGIN IMMEDIATE`` already holds the
+        database write lock. Every credit-writing transaction takes this lock first, so locks are always
+        acquired account → job → grants and cannot deadlock. Raises ``InvalidRequest`` (field ``account``)
+        when the account does not exist."""
+        found = await session.scalar(
+            select(Account.id).where(Account.id == account_id).with_for_update(key_share=True)
+        )
         if found is None:
             raise InvalidRequest(f"account {account_id} does not exist", field="account")
 
@@ -273,6 +277,11 @@ class CreditService:
         await session.flush()
         return taken
 
+    async def _lock_job_account(self, session: AsyncSession, job_id: str) -> None:
+        account_id = await session.scalar(select(Job.account_id).where(Job.id == job_id))
+        if account_id is not None:
+            await self.lock_account(session, account_id)
+
     async def _holds(self, session: AsyncSession, job_id: str) -> list[LedgerEntry]:
         return list(
             (
@@ -310,6 +319,7 @@ class CreditService:
 
         Returns False (and writes nothing) when the job's charge is not ``held`` any more.
         """
+        await self._lock_job_account(session, job_id)
         won = await session.execute(
             update(Job)
             .where(Job.id == job_id, Job.charge_state == "held")
@@ -346,6 +356,7 @@ class CreditService:
 
         Returns False (and writes nothing) when the job's charge is not ``held``.
         """
+        await self._lock_job_account(session, job_id)
         won = await session.execute(
             update(Job)
             .where(Job.id == job_id, Job.charge_state == "held")

@@ -456,6 +456,7 @@ class GenerationService:
         stored: list[tuple[int, dict[str, Any]]],
     ) -> None:
         async with self.db.write() as session:
+            await self.credits.lock_account(session, account_id)
             job = await session.get(Job, job_id)
             if job is None or job.status in FINISHED:
                 return

@@ -35,7 +35,9 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield f"sqlite+aiosqlite:///{tmp_path / 'showme.db'}"
         return
     if not POSTGRES_URL:
-        pytest.skip("PostgreSQL tests need SHOWME_TEST_POSTGRES_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)")
+        pytest.skip(
+            "PostgreSQL tests need SHOWME_TEST_POSTGRES_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)"
+        )
     import asyncpg
 
     name = f"showme_t_{uuid.uuid4().hex[:12]}"
@@ -110,9 +112,7 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def services(
-    settings: Settings, replicate_fake: FakeReplicate, clock: ManualClock
-) -> AsyncIterator[Services]:
+async def services(settings: Settings, replicate_fake: FakeReplicate, clock: ManualClock) -> AsyncIterator[Services]:
     async with open_services(settings, clock=clock, secrets=Secrets(REPLICATE_API_TOKEN=replicate_fake.token)) as s:
         yield s
 

@@ -18,7 +18,9 @@ async def _account(services: Services, credits: int = 0) -> int:
     account = await services.accounts.create("Acme Granite")
     if credits:
         async with services.db.write() as session:
-            await services.credits.grant(session, account_id=account.id, amount=credits, source_ref=f"test:{account.id}")
+            await services.credits.grant(
+                session, account_id=account.id, amount=credits, source_ref=f"test:{account.id}"
+            )
     return account.id
 
 
@@ -64,7 +66,9 @@ async def test_each_output_is_charged_and_style_suffix_sent(services: Services, 
 
 async def test_sdxl_uses_pinned_version_and_pixel_size(services: Services, replicate_fake: FakeReplicate) -> None:
     account = await _account(services)
-    job = await services.generation.generate(account, GenerationRequest(prompt="a barn", model="sdxl", aspect_ratio="16:9"))
+    job = await services.generation.generate(
+        account, GenerationRequest(prompt="a barn", model="sdxl", aspect_ratio="16:9")
+    )
     assert job.status == "succeeded", job.error
     assert replicate_fake.creates[0]["version"] == SDXL_VERSION
     assert (replicate_fake.creates[0]["input"]["width"], replicate_fake.creates[0]["input"]["height"]) == (1344, 768)
@@ -100,8 +104,12 @@ async def test_plain_http_outputs_come_back_as_strings(services: Services, repli
 @pytest.mark.parametrize(
     ("status", "problem", "code", "words"),
     [
-        (402, {"title": "Insufficient credit", "detail": "You have insufficient credit to run this model."},
-         "provider_billing", "needs credit"),
+        (
+            402,
+            {"title": "Insufficient credit", "detail": "You have insufficient credit to run this model."},
+            "provider_billing",
+            "needs credit",
+        ),
         (401, {"title": "Unauthenticated", "detail": "Invalid token"}, "provider_auth_failed", "REPLICATE_API_TOKEN"),
         (500, {"title": "Internal error", "detail": "boom"}, "provider_unavailable", "unavailable"),
     ],

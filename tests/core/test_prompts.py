@@ -30,7 +30,10 @@ CASES: list[tuple[str, ImageRequest | None]] = [
     ("a photo of a red barn in a wheat field, photorealistic", R("a red barn in a wheat field", "photorealistic")),
     ("could you paint me an oil painting of a ship in a storm", R("a ship in a storm", "artistic")),
     ("Draw a portrait of my grandmother as a queen", R("a portrait of my grandmother as a queen")),
-    ("design a logo for a coffee shop called Bean There, square", R("a logo for a coffee shop called Bean There", None, "1:1")),
+    (
+        "design a logo for a coffee shop called Bean There, square",
+        R("a logo for a coffee shop called Bean There", None, "1:1"),
+    ),
     ("show me a 4:3 image of a vintage diner", R("a vintage diner", None, "4:3")),
     ("Give me a picture of a snowy owl, make it realistic", R("a snowy owl", "photorealistic")),
     ("hey, can you make a picture of two cats playing chess?", R("two cats playing chess")),
@@ -54,8 +57,10 @@ CASES: list[tuple[str, ImageRequest | None]] = [
     ("I can show you a rendering of the deck with composite boards", R("the deck with composite boards")),
     ("Sure, I'll create a visual of a navy blue kitchen island", R("a navy blue kitchen island")),
     ("ok, let me show you a few granite samples", R("a few granite samples")),
-    ("Great choice. Let me show you the Taj Mahal quartzite in a widescreen view",
-     R("the Taj Mahal quartzite in a view", None, "16:9")),
+    (
+        "Great choice. Let me show you the Taj Mahal quartzite in a widescreen view",
+        R("the Taj Mahal quartzite in a view", None, "16:9"),
+    ),
     # --- not picture requests
     ("what time do you open tomorrow?", None),
     ("show me how to reset my password", None),

@@ -80,12 +80,22 @@ class FakePrediction:
     def to_json(self, base: str) -> dict[str, Any]:
         now = datetime.now(UTC).isoformat()
         return {
-            "id": self.id, "model": self.model, "version": self.version, "input": self.input,
-            "output": self.output, "error": self.error, "logs": "", "status": self.status,
-            "created_at": now, "started_at": now,
+            "id": self.id,
+            "model": self.model,
+            "version": self.version,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "logs": "",
+            "status": self.status,
+            "created_at": now,
+            "started_at": now,
             "completed_at": now if self.status in ("succeeded", "failed", "canceled") else None,
-            "urls": {"get": f"{base}/v1/predictions/{self.id}", "cancel": f"{base}/v1/predictions/{self.id}/cancel",
-                     "web": f"https://replicate.com/p/{self.id}"},
+            "urls": {
+                "get": f"{base}/v1/predictions/{self.id}",
+                "cancel": f"{base}/v1/predictions/{self.id}/cancel",
+                "web": f"https://replicate.com/p/{self.id}",
+            },
             "metrics": {"predict_time": self.duration} if self.status == "succeeded" else {},
         }
 
@@ -122,8 +132,11 @@ class FakeReplicate:
         return app
 
     def _problem(self, status: int, title: str, detail: str, **extra: Any) -> web.Response:
-        return web.json_response({"title": title, "detail": detail, "status": status, **extra}, status=status,
-                                 content_type="application/problem+json")
+        return web.json_response(
+            {"title": title, "detail": detail, "status": status, **extra},
+            status=status,
+            content_type="application/problem+json",
+        )
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.token}"
@@ -140,8 +153,9 @@ class FakeReplicate:
             return self._problem(422, "Invalid version", "The specified version does not exist")
         return await self._create(request, "stability-ai/sdxl", SDXL_VERSION, body)
 
-    async def _create(self, request: web.Request, model: str, version: str,
-                      body: dict[str, Any] | None = None) -> web.Response:
+    async def _create(
+        self, request: web.Request, model: str, version: str, body: dict[str, Any] | None = None
+    ) -> web.Response:
         if not self._authorized(request):
             return self._problem(401, "Unauthenticated", "You did not pass a valid authentication token")
         body = body if body is not None else await request.json()
@@ -153,16 +167,28 @@ class FakeReplicate:
         data = body.get("input") or {}
         invalid = []
         if "aspect_ratio" in data and data["aspect_ratio"] not in ASPECTS:
-            invalid.append({"type": "enum", "field": "input.aspect_ratio",
-                            "description": f"aspect_ratio must be one of {sorted(ASPECTS)}"})
+            invalid.append(
+                {
+                    "type": "enum",
+                    "field": "input.aspect_ratio",
+                    "description": f"aspect_ratio must be one of {sorted(ASPECTS)}",
+                }
+            )
         if not 1 <= int(data.get("num_outputs", 1)) <= 4:
-            invalid.append({"type": "number_le", "field": "input.num_outputs",
-                            "description": "Must be less than or equal to 4"})
+            invalid.append(
+                {"type": "number_le", "field": "input.num_outputs", "description": "Must be less than or equal to 4"}
+            )
         if invalid:
             detail = "; ".join(f"- {i['field']}: {i['description']}" for i in invalid)
             return self._problem(422, "Input validation failed", detail, invalid_fields=invalid)
-        prediction = FakePrediction(id=uuid.uuid4().hex[:20], model=model, version=version, input=data,
-                                    created=time.monotonic(), duration=self.duration)
+        prediction = FakePrediction(
+            id=uuid.uuid4().hex[:20],
+            model=model,
+            version=version,
+            input=data,
+            created=time.monotonic(),
+            duration=self.duration,
+        )
         self.predictions[prediction.id] = prediction
         prefer = request.headers.get("Prefer", "")
         if prefer.startswith("wait"):
