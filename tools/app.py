@@ -22,6 +22,8 @@ from storage.blobs import InvalidBlobKey
 
 log = logging.getLogger(__name__)
 
+MEDIA_TYPES = {".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif"}
+
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
 
@@ -68,7 +70,14 @@ async def media(request: web.Request) -> web.StreamResponse:
         return error_response(404, "not_found", "no such media")
     if not await asyncio.to_thread(path.is_file):
         return error_response(404, "not_found", "no such media")
-    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 def create_app(

@@ -198,6 +198,8 @@ class FakeReplicate:
                 prediction.advance(self)
                 if prediction.status in ("succeeded", "failed", "canceled") or time.monotonic() >= deadline:
                     break
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client went away (for example, it was killed)
                 await asyncio.sleep(0.02)
         else:
             prediction.advance(self)
@@ -244,7 +246,7 @@ class RunningFake:
         self.runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> FakeReplicate:
-        self.runner = web.AppRunner(self.fake.app(), access_log=None)
+        self.runner = web.AppRunner(self.fake.app(), access_log=None, shutdown_timeout=1.0)
         await self.runner.setup()
         secure = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         plain = web.TCPSite(self.runner, "127.0.0.1", 0)

@@ -1,0 +1,242 @@
+"""The ``showme`` CLI run as a person runs it: a subprocess, configured by the environment, talking to the fake
+Replicate over https through ``REPLICATE_BASE_URL``. Includes SIGKILL mid-generation and the restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from storage.db import Database, create_engine
+from storage.models import Job
+from tests.fakes.replicate import FakeReplicate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _command() -> list[str]:
+    script = shutil.which("showme")
+    return [script] if script else [sys.executable, "-m", "tools.cli"]
+
+
+class Cli:
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+
+    async def start(self, *args: str, **env: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *_command(),
+            *args,
+            cwd=self.cwd,
+            env={**self.env, **env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def run(self, *args: str, **env: str) -> tuple[int, str, str]:
+        proc = await self.start(*args, **env)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def json(self, *args: str, **env: str) -> Any:
+        code, out, err = await self.run(*args, "--json", **env)
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path, replicate_fake: FakeReplicate) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOWME_")}
+    env.update(
+        PYTHONPATH=str(REPO),
+        REPLICATE_API_TOKEN=replicate_fake.token,
+        REPLICATE_BASE_URL=replicate_fake.base_url,
+        SSL_CERT_FILE=os.environ["SSL_CERT_FILE"],
+        SHOWME_DATABASE__URL=database_url,
+        SHOWME_MEDIA__ROOT=str(tmp_path / "media"),
+        SHOWME_GENERATION__DOWNLOAD_BACKOFF_SECONDS="[0.01, 0.02]",
+    )
+    return Cli(env, tmp_path)
+
+
+def _single_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+async def test_generate_stores_charges_and_is_searchable(cli: Cli, replicate_fake: FakeReplicate) -> None:
+    created = await cli.json("accounts", "create", "Acme Granite")
+    account = str(created["account"]["id"])
+    assert created["credits"] == 10
+    code, out, err = await cli.run(
+        "generate",
+        "black galaxy granite countertops",
+        "--account",
+        account,
+        "--model",
+        "flux_dev",
+        "--aspect-ratio",
+        "16:9",
+    )
+    assert code == 0, err
+    assert "succeeded" in out and "charged 2 credits" in out and "balance 8 credits" in out
+    path = Path(out.split("image 1: ", 1)[1].split()[0])
+    assert path.read_bytes() in replicate_fake.files.values()
+    result = await cli.json("library", "search", "galaxy granite", "--account", account)
+    assert [r["asset"]["file_path"] for r in result["results"]] == [str(path)]
+    show = await cli.json("credits", "show", "--account", account, "--ledger", "10")
+    assert show["balance"]["credits"] == 8
+    assert [e["kind"] for e in show["ledger"]] == ["settle", "hold", "grant"]
+
+
+async def test_generate_json_output(cli: Cli) -> None:
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    data = await cli.json("generate", "a red fox in the snow", "--account", account, "--num-outputs", "2")
+    job = data["job"]
+    assert job["status"] == "succeeded" and job["charged"] == 2 and len(job["assets"]) == 2
+    assert data["balance"]["credits"] == 8
+    again = await cli.json("jobs", "show", job["id"])
+    assert again["job"]["id"] == job["id"]
+
+
+async def test_person_caused_errors_are_one_line_with_exit_codes(cli: Cli, tmp_path: Path) -> None:
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    cases: list[tuple[tuple[str, ...], dict[str, str], int, str]] = [
+        (("generate", "a cat", "--account", "999"), {}, 3, "account 999 does not exist"),
+        (("generate", "a cat", "--account", account, "--model", "dalle"), {}, 2, "unknown model 'dalle'"),
+        (("generate", "a cat", "--account", account, "--aspect-ratio", "5:1"), {}, 2, "aspect_ratio '5:1'"),
+        (("generate", "a cat", "--account", account, "--num-outputs", "9"), {}, 2, "num_outputs must be between"),
+        (("generate", "a cat", "--account", account, "--model", "flux_pro", "--num-outputs", "1"), {}, 0, ""),
+        (
+            ("generate", "cats", "--account", account, "--model", "flux_dev", "--num-outputs", "3"),
+            {},
+            4,
+            "not enough credits: this needs 6, the account has 5",
+        ),
+        (("generate", "a cat", "--account", account), {"REPLICATE_API_TOKEN": ""}, 5, "set REPLICATE_API_TOKEN"),
+        (("generate", "a cat", "--account", "abc"), {}, 2, "'abc' is not a whole number"),
+        (("credits", "grant", "--account", account, "--amount", "0"), {}, 2, "must be greater than 0"),
+        (("jobs", "show", "nope"), {}, 3, "job nope does not exist"),
+        (("accounts", "create", " "), {}, 2, "name must be 1 to 200 characters"),
+        (("credits", "show", "--account", account), {"SHOWME_SERVER__PORT": "eighty"}, 78, "server.port"),
+    ]
+    for args, env, expected, words in cases:
+        code, _, err = await cli.run(*args, **env)
+        assert code == expected, (args, err)
+        if words:
+            assert words in _single_error_line(err), (args, err)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "models:\n  flux_schnell:\n    ref: nope\n    price: -1\n    family: flux\n    aspect_ratios: ['1:1']\n"
+    )
+    code, _, err = await cli.run("--config", str(bad), "credits", "show", "--account", account)
+    line = _single_error_line(err)
+    assert code == 78 and "models.flux_schnell.ref" in line and "models.flux_schnell.price" in line
+    code, _, err = await cli.run("--config", str(tmp_path / "missing.yaml"), "credits", "show", "--account", account)
+    assert code == 78 and "config file not found" in _single_error_line(err)
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("replicate_api_token: r8_abc\n")
+    code, _, err = await cli.run("--config", str(secret), "credits", "show", "--account", account)
+    assert code == 78 and "replicate_api_token: unknown key" in _single_error_line(err)
+    # Nothing was charged by any failed or refused command: 10 starter − 5 (the one flux_pro success).
+    assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 5
+
+
+async def test_unreachable_database_is_one_line(cli: Cli) -> None:
+    code, _, err = await cli.run(
+        "credits", "show", "--account", "1", SHOWME_DATABASE__URL="postgresql+asyncpg://postgres@127.0.0.1:1/x"
+    )
+    assert code == 69 and "cannot use the database" in _single_error_line(err)
+
+
+async def test_idempotency_key_from_the_cli(cli: Cli, replicate_fake: FakeReplicate) -> None:
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    first = await cli.json("generate", "a cat", "--account", account, "--idempotency-key", "order-7")
+    second = await cli.json("generate", "a cat", "--account", account, "--idempotency-key", "order-7")
+    assert first["job"]["id"] == second["job"]["id"] and second["balance"]["credits"] == 9
+    assert len(replicate_fake.creates) == 1
+    code, _, err = await cli.run("generate", "a dog", "--account", account, "--idempotency-key", "order-7")
+    assert code == 7 and "idempotency key was already used" in _single_error_line(err)
+
+
+async def _job_row(database_url: str) -> Job | None:
+    db = Database(create_engine(database_url))
+    try:
+        async with db.read() as session:
+            return await session.scalar(select(Job))
+    finally:
+        await db.dispose()
+
+
+async def _wait_for(predicate: Any, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_sigkill_while_polling_resumes_by_prediction_id(
+    cli: Cli, database_url: str, replicate_fake: FakeReplicate
+) -> None:
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    replicate_fake.duration = 3.0
+    fast = {"SHOWME_REPLICATE__WAIT_SECONDS": "1", "SHOWME_GENERATION__LEASE_SECONDS": "1"}
+    proc = await cli.start("generate", "a lighthouse at dusk", "--account", account, **fast)
+
+    async def has_prediction() -> bool:
+        job = await _job_row(database_url)
+        return job is not None and job.prediction_id is not None
+
+    await _wait_for(has_prediction)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    job = await _job_row(database_url)
+    assert job is not None and (job.status, job.charge_state) == ("running", "held")
+    assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 9  # held
+    await asyncio.sleep(1.2)  # the killed runner's lease lapses
+    result = await cli.json("jobs", "resume", **fast)
+    assert result["resumed"] == [job.id] and result["failed"] == []
+    [resumed] = result["jobs"]
+    assert (resumed["status"], resumed["charged"], len(resumed["assets"])) == ("succeeded", 1, 1)
+    assert len(replicate_fake.creates) == 1  # resumed by prediction id, not generated again
+    assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 9
+
+
+async def test_sigkill_before_prediction_exists_fails_and_refunds(
+    cli: Cli, database_url: str, replicate_fake: FakeReplicate
+) -> None:
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    replicate_fake.duration = 30.0  # the create call sits in Prefer: wait
+    fast = {"SHOWME_REPLICATE__WAIT_SECONDS": "30", "SHOWME_GENERATION__LEASE_SECONDS": "1"}
+    proc = await cli.start("generate", "a windmill", "--account", account, **fast)
+
+    async def create_arrived() -> bool:
+        return len(replicate_fake.creates) == 1
+
+    await _wait_for(create_arrived)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    job = await _job_row(database_url)
+    assert job is not None and job.prediction_id is None and job.charge_state == "held"
+    await asyncio.sleep(1.2)
+    result = await cli.json("jobs", "resume", **fast)
+    assert result["failed"] == [job.id]
+    [failed] = result["jobs"]
+    assert (failed["status"], failed["charge_state"], failed["charged"]) == ("failed", "released", 0)
+    assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 10
+    # A second resume finds nothing to do: the refund happened once.
+    again = await cli.json("jobs", "resume", **fast)
+    assert again["resumed"] == [] and again["failed"] == []
+    assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 10
