@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,10 +48,12 @@ def _view(account: Account) -> AccountView:
 
 
 class AccountService:
-    def __init__(self, db: Database, credits: CreditService, clock: Clock) -> None:
+    def __init__(self, db: Database, credits: CreditService, clock: Clock, *, key_cache_seconds: float = 0) -> None:
         self.db = db
         self.credits = credits
         self.clock = clock
+        self.key_cache_seconds = key_cache_seconds
+        self._key_cache: dict[str, tuple[float, tuple[int, tuple[str, ...]] | None]] = {}
 
     async def create(self, name: str, *, kind: str = "business") -> AccountView:
         """Create an account and grant its starter credits in the same transaction.
@@ -131,13 +134,22 @@ class AccountService:
             return NewApiKey(id=row.id, account_id=account_id, key=key, prefix=row.prefix, scopes=scopes)
 
     async def authenticate(self, key: str) -> tuple[int, tuple[str, ...]] | None:
-        """``(account_id, scopes)`` for a valid, unrevoked key; None otherwise."""
-        if not key.startswith(KEY_PREFIX):
+        """``(account_id, scopes)`` for a valid, unrevoked key; None otherwise.
+
+        Answers (including "no such key") are cached for ``key_cache_seconds``, so the hot path of a tool
+        call does not touch the database; a revoked key stops working within that time."""
+        if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._key_cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
         async with self.db.read() as session:
-            row = await session.scalar(
-                select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-            )
-        if row is None:
-            return None
-        return row.account_id, tuple(row.scopes.split())
+            row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
+        result = (row.account_id, tuple(row.scopes.split())) if row is not None else None
+        if self.key_cache_seconds > 0:
+            if len(self._key_cache) > 10_000:
+                self._key_cache.clear()
+            self._key_cache[digest] = (now + self.key_cache_seconds, result)
+        return result

@@ -51,6 +51,9 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8080"
+    secret_key_file: Path = Field(
+        default=Path("data/secret_key"), description="signing key kept here when SHOWME_SECRET_KEY is not set"
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -116,6 +119,31 @@ class ModelSpec(_Section):
         if not value:
             raise ValueError("needs at least one aspect ratio")
         return value
+
+
+class ToolSettings(_Section):
+    max_wait_seconds: float = Field(default=8, ge=0, le=120, description="generate_image answers by then")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger tool/API bodies get 413")
+    upload_max_bytes: int = Field(default=20 * 1_048_576, ge=1024, description="library uploads")
+    key_cache_seconds: float = Field(default=30, ge=0, description="API key lookups are cached this long")
+    default_model: str | None = Field(default=None, description="model for tool calls (default: generation's)")
+    verify_retell_signature: bool = Field(default=False, description="requires RETELL_API_KEY")
+    verify_vapi_signature: bool = Field(default=False, description="requires VAPI_WEBHOOK_SECRET")
+
+
+class ViewerSettings(_Section):
+    token_ttl_seconds: int = Field(default=12 * 3600, ge=60, description="lifetime of viewer links")
+    send_timeout_seconds: float = Field(default=5, gt=0, description="a viewer slower than this is dropped")
+    queue_size: int = Field(default=256, ge=8, description="events buffered per viewer before dropping it")
+    heartbeat_seconds: float = Field(default=25, gt=0)
+    history_limit: int = Field(default=50, ge=0, le=500)
+
+
+class ElevenLabsSettings(_Section):
+    generate_from_transcripts: bool = Field(
+        default=False, description="post-call: generate pictures the agent promised but never showed"
+    )
+    signature_tolerance_seconds: int = Field(default=1800, ge=1)
 
 
 class PromptSettings(_Section):
@@ -184,6 +212,9 @@ class Settings(BaseSettings):
     styles: dict[str, str] = Field(default_factory=_default_styles)
     aspect_ratios: list[str] = Field(default_factory=lambda: ["1:1", "16:9", "9:16", "4:3"])
     prompts: PromptSettings = Field(default_factory=PromptSettings)
+    tools: ToolSettings = Field(default_factory=ToolSettings)
+    viewers: ViewerSettings = Field(default_factory=ViewerSettings)
+    elevenlabs: ElevenLabsSettings = Field(default_factory=ElevenLabsSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -199,6 +230,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
+        if self.tools.default_model is not None and self.tools.default_model not in self.models:
+            raise ValueError(f"tools.default_model {self.tools.default_model!r} is not in models")
         if self.generation.default_model not in self.models:
             raise ValueError(
                 f"generation.default_model {self.generation.default_model!r} is not in models "
@@ -217,6 +250,12 @@ class Secrets(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     replicate_api_token: SecretStr | None = Field(default=None, alias="REPLICATE_API_TOKEN")
+    secret_key: SecretStr | None = Field(
+        default=None, alias="SHOWME_SECRET_KEY", description="signs viewer links; same on every replica"
+    )
+    elevenlabs_webhook_secret: SecretStr | None = Field(default=None, alias="ELEVENLABS_WEBHOOK_SECRET")
+    retell_api_key: SecretStr | None = Field(default=None, alias="RETELL_API_KEY")
+    vapi_webhook_secret: SecretStr | None = Field(default=None, alias="VAPI_WEBHOOK_SECRET")
 
     @classmethod
     def settings_customise_sources(

@@ -102,9 +102,7 @@ class CreditService:
         database write lock. Every credit-writing transaction takes this lock first, so locks are always
         acquired account → job → grants and cannot deadlock. Raises ``InvalidRequest`` (field ``account``)
         when the account does not exist."""
-        found = await session.scalar(
-            select(Account.id).where(Account.id == account_id).with_for_update(key_share=True)
-        )
+        found = await session.scalar(select(Account.id).where(Account.id == account_id).with_for_update(key_share=True))
         if found is None:
             raise InvalidRequest(f"account {account_id} does not exist", field="account")
 

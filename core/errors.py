@@ -30,6 +30,13 @@ class InvalidRequest(ShowmeError):
     status = 400
 
 
+class Unauthorized(ShowmeError):
+    """No credentials, or credentials we do not know."""
+
+    code = "unauthorized"
+    status = 401
+
+
 class NotFound(ShowmeError):
     code = "not_found"
     status = 404

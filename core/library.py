@@ -7,6 +7,8 @@ the initial migration. Query words are OR-ed with prefix matching, so "black gal
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -155,6 +157,67 @@ class Library:
         await session.flush()
         return asset
 
+    async def import_image(
+        self,
+        account_id: int,
+        data: bytes,
+        *,
+        name: str,
+        description: str = "",
+        tags: list[str] | str | None = None,
+        category: str | None = None,
+        folder: str | None = None,
+        thumbnail_pixels: int = 512,
+    ) -> tuple[AssetView, bool]:
+        """Add an uploaded or imported image (bytes) to the account's library with a thumbnail.
+
+        Returns ``(asset, created)``; the same image imported again returns the existing asset with its
+        metadata updated. Raises ``InvalidRequest`` (field ``file``) when the bytes are not an image and
+        (field ``name``) for an empty name."""
+        from core.media import NotAnImage, inspect_image
+
+        name = " ".join(name.split())[:255]
+        if not name:
+            raise InvalidRequest("name must not be empty", field="name")
+        try:
+            info = await asyncio.to_thread(inspect_image, data, thumbnail_pixels)
+        except NotAnImage as err:
+            raise InvalidRequest(f"file is not a WebP, PNG, JPEG or GIF image ({err})", field="file") from err
+        blob = await self.blobs.put(data, info.ext)
+        thumb = await self.blobs.put(info.thumbnail, ".webp", prefix="thumbs/")
+        async with self.db.write() as session:
+            existing = await session.scalar(
+                select(Asset).where(Asset.account_id == account_id, Asset.sha256 == blob.sha256, Asset.job_id.is_(None))
+            )
+            if existing is not None:
+                existing.name, existing.description = name, description
+                existing.tags = normalize_tags(tags)
+                existing.category, existing.folder = category, folder
+                existing.updated_at = self.clock.now()
+                await session.flush()
+                return self.view(existing), False
+            asset = await self.add(
+                session,
+                account_id=account_id,
+                kind="image",
+                blob_key=blob.key,
+                thumb_key=thumb.key,
+                mime=info.mime,
+                size_bytes=blob.size_bytes,
+                width=info.width,
+                height=info.height,
+                sha256=blob.sha256,
+                name=name,
+                description=description,
+                tags=tags,
+                category=category,
+                folder=folder,
+                favorite=False,
+                use_count=0,
+                view_count=0,
+            )
+            return self.view(asset), True
+
     async def get(self, account_id: int, asset_id: int) -> AssetView:
         """The account's asset; raises ``NotFound`` for another account's or a missing asset."""
         async with self.db.read() as session:
@@ -249,3 +312,74 @@ class Library:
 
     def file_path(self, key: str) -> Path:
         return self.blobs.local_path(key)
+
+
+@dataclass(frozen=True)
+class PendingUse:
+    account_id: int
+    asset_id: int
+    kind: str
+    actor: str | None
+    conversation_id: str | None
+    at: datetime
+
+
+class UseRecorder:
+    """Asset uses written in batches: one transaction per ``interval`` seconds instead of one per use.
+
+    Tool calls on the hot path (``show_product_image``) only append to memory; ``run()`` flushes in the
+    background and ``flush()`` writes what is pending (also called at shutdown, so nothing is lost on a clean
+    stop; a crash loses at most ``interval`` seconds of use counts, never money)."""
+
+    def __init__(self, db: Database, clock: Clock, interval: float = 0.25) -> None:
+        self.db = db
+        self.clock = clock
+        self.interval = interval
+        self._pending: list[PendingUse] = []
+
+    def add(
+        self, account_id: int, asset_id: int, kind: str, *, actor: str | None = None, conversation_id: str | None = None
+    ) -> None:
+        if kind not in USE_KINDS:
+            raise InvalidRequest(f"use kind must be one of {', '.join(USE_KINDS)}", field="kind")
+        self._pending.append(PendingUse(account_id, asset_id, kind, actor, conversation_id, self.clock.now()))
+
+    async def flush(self) -> int:
+        """Write every pending use; returns how many."""
+        batch, self._pending = self._pending, []
+        if not batch:
+            return 0
+        counts: dict[tuple[int, bool], int] = {}
+        for use in batch:
+            key = (use.asset_id, use.kind == "view")
+            counts[key] = counts.get(key, 0) + 1
+        async with self.db.write() as session:
+            session.add_all(
+                AssetUse(
+                    asset_id=u.asset_id,
+                    account_id=u.account_id,
+                    kind=u.kind,
+                    actor=u.actor,
+                    conversation_id=u.conversation_id,
+                    created_at=u.at,
+                )
+                for u in batch
+            )
+            for (asset_id, is_view), n in counts.items():
+                column = Asset.view_count if is_view else Asset.use_count
+                await session.execute(
+                    update(Asset)
+                    .where(Asset.id == asset_id)
+                    .values({column: column + n})
+                    .execution_options(synchronize_session=False)
+                )
+        return len(batch)
+
+    async def run(self) -> None:
+        """Flush every ``interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.flush()
+            except Exception:
+                logging.getLogger(__name__).exception("writing asset uses failed")

@@ -11,10 +11,14 @@ from core.clock import Clock, SystemClock
 from core.config import Secrets, Settings, load_secrets
 from core.credits import CreditService
 from core.errors import ConfigError
+from core.events import LocalEventHub
+from core.gallery import Gallery
 from core.generation import GenerationService
-from core.library import Library
+from core.library import Library, UseRecorder
 from core.providers import ImageProvider
 from core.providers.replicate import ReplicateProvider
+from core.tools import ToolRegistry
+from core.viewers import ViewerTokens, load_or_create_secret
 from storage import migrate
 from storage.blobs import LocalBlobStore
 from storage.db import Database, create_engine
@@ -31,6 +35,12 @@ class Services:
     library: Library
     provider: ImageProvider
     generation: GenerationService
+    secrets: Secrets
+    hub: LocalEventHub
+    gallery: Gallery
+    uses: UseRecorder
+    tools: ToolRegistry
+    viewer_tokens: ViewerTokens
 
 
 async def prepare_database(db: Database, settings: Settings) -> None:
@@ -73,21 +83,37 @@ async def open_services(
         generation = GenerationService(
             db=db, settings=settings, credits=credits, library=library, provider=provider, blobs=blobs, clock=clock
         )
+        hub = LocalEventHub(settings.viewers.queue_size)
+        gallery = Gallery(hub, db, library)
+        generation.subscribe(gallery.on_job)
+        uses = UseRecorder(db, clock)
+        secret = secrets.secret_key.get_secret_value() if secrets.secret_key else None
         services = Services(
             settings=settings,
             db=db,
             clock=clock,
             blobs=blobs,
             credits=credits,
-            accounts=AccountService(db, credits, clock),
+            accounts=AccountService(db, credits, clock, key_cache_seconds=settings.tools.key_cache_seconds),
             library=library,
             provider=provider,
             generation=generation,
+            secrets=secrets,
+            hub=hub,
+            gallery=gallery,
+            uses=uses,
+            tools=ToolRegistry(settings, generation, library, gallery, uses, clock),
+            viewer_tokens=ViewerTokens(
+                load_or_create_secret(secret, settings.server.secret_key_file),
+                clock,
+                settings.viewers.token_ttl_seconds,
+            ),
         )
         try:
             yield services
         finally:
             await generation.close()
+            await uses.flush()
             if owned_provider:
                 await provider.close()
     finally:

@@ -64,6 +64,7 @@ def cli(database_url: str, tmp_path: Path, replicate_fake: FakeReplicate) -> Cli
         SSL_CERT_FILE=os.environ["SSL_CERT_FILE"],
         SHOWME_DATABASE__URL=database_url,
         SHOWME_MEDIA__ROOT=str(tmp_path / "media"),
+        SHOWME_SERVER__SECRET_KEY_FILE=str(tmp_path / "secret_key"),
         SHOWME_GENERATION__DOWNLOAD_BACKOFF_SECONDS="[0.01, 0.02]",
     )
     return Cli(env, tmp_path)

@@ -17,15 +17,15 @@ from core.clock import Clock
 from core.config import Secrets, Settings
 from core.errors import ShowmeError
 from core.providers import ImageProvider
-from core.services import Services, open_services
+from core.services import open_services
 from storage.blobs import InvalidBlobKey
+from tools import api, dialects, viewers, webhooks
+from tools.http import SERVICES, SETTINGS
+from tools.metrics import METRICS, Metrics, count_requests, metrics_handler
 
 log = logging.getLogger(__name__)
 
 MEDIA_TYPES = {".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif"}
-
-SETTINGS = web.AppKey("settings", Settings)
-SERVICES = web.AppKey("services", Services)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -89,13 +89,31 @@ def create_app(
 ) -> web.Application:
     """Build the aiohttp application for ``settings``. ``clock``, ``provider`` and ``secrets`` replace the
     defaults (system clock, Replicate with ``REPLICATE_API_TOKEN``) in tests."""
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(
+        middlewares=[count_requests, error_middleware], client_max_size=settings.tools.upload_max_bytes + 65536
+    )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_services(settings, clock=clock, provider=provider, secrets=secrets) as services:
             app[SERVICES] = services
+            services.generation.subscribe(app[METRICS].on_job)
             yield
+
+    async def uses_ctx(app: web.Application) -> AsyncIterator[None]:
+        uses = app[SERVICES].uses
+        task = asyncio.create_task(uses.run(), name="asset-use-writer")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await uses.flush()
+
+    async def close_viewers(app: web.Application) -> None:
+        # Viewer sockets would otherwise hold graceful shutdown open until their heartbeat times out.
+        for ws in list(app[VIEWER_SOCKETS]):
+            await ws.close(code=1001, message=b"server shutting down")
 
     async def resume_ctx(app: web.Application) -> AsyncIterator[None]:
         generation = app[SERVICES].generation
@@ -116,8 +134,41 @@ def create_app(
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    app[VIEWER_SOCKETS] = viewers.SocketSet()
     app.cleanup_ctx.append(services_ctx)
+    app.cleanup_ctx.append(uses_ctx)
     app.cleanup_ctx.append(resume_ctx)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/media/{key:.+}", media)
+    app.on_shutdown.append(close_viewers)
+    add_routes(app)
     return app
+
+
+VIEWER_SOCKETS = viewers.VIEWER_SOCKETS
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/metrics", metrics_handler)
+    r.add_get("/media/{key:.+}", media)
+    # Tool dialects: the fixed names first, then ElevenLabs / plain HTTP by tool name.
+    r.add_get("/tools", api.tool_definitions)
+    r.add_post("/tools/vapi", dialects.vapi_tool_calls)
+    r.add_post("/tools/retell", dialects.retell_function)
+    r.add_post("/tools/openai", dialects.openai_function_calls)
+    r.add_post("/tools/{tool_name}", dialects.plain_tool)
+    r.add_post("/mcp", dialects.mcp_endpoint)
+    # Viewers.
+    r.add_get("/calls/{conversation_id}", viewers.gallery_page)
+    r.add_get("/ws/calls/{conversation_id}", viewers.call_socket)
+    r.add_get("/ws/voice-images", viewers.voice_images_socket)
+    r.add_post("/api/v1/conversations/{conversation_id}/viewer-token", viewers.mint_viewer_token)
+    # REST.
+    r.add_post("/api/v1/generations", api.create_generation)
+    r.add_get("/api/v1/generations/{job_id}", api.get_generation)
+    r.add_get("/api/v1/credits", api.get_credits)
+    r.add_post("/api/v1/library", api.upload_asset)
+    r.add_get("/api/v1/library", api.search_library)
+    r.add_post("/api/v1/agents/elevenlabs/config", api.elevenlabs_agent_config)
+    # Webhooks.
+    r.add_post("/webhooks/elevenlabs", webhooks.elevenlabs_webhook)

@@ -1,0 +1,134 @@
+"""The live call gallery: what viewers of one conversation see (history, then live events)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from core.events import LocalEventHub, channel
+from core.generation import JobView
+from core.library import AssetView, Library
+from storage.db import Database
+from storage.models import Asset, AssetUse, Job
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def asset_fields(asset: AssetView) -> dict[str, Any]:
+    return {
+        "asset_id": asset.id,
+        "url": asset.url,
+        "thumb_url": asset.thumb_url,
+        "width": asset.width,
+        "height": asset.height,
+        "mime": asset.mime,
+    }
+
+
+def job_event(event_type: str, job: JobView) -> list[dict[str, Any]]:
+    """The viewer events for one job event (one ``image_generated`` per stored output)."""
+    base = {
+        "conversation_id": job.conversation_id,
+        "job_id": job.id,
+        "prompt": job.prompt,
+        "model": job.model,
+    }
+    if event_type == "image_generated":
+        return [{"type": "image_generated", **base, **asset_fields(a), "at": _iso(job.finished_at)} for a in job.assets]
+    if event_type == "generation_failed":
+        return [
+            {
+                "type": "generation_failed",
+                **base,
+                "error": {"code": job.error_code, "message": job.error},
+                "at": _iso(job.finished_at),
+            }
+        ]
+    return [{"type": "generation_started", **base, "num_outputs": job.num_outputs, "at": _iso(job.created_at)}]
+
+
+def library_event(asset: AssetView, conversation_id: str, query: str, at: datetime) -> dict[str, Any]:
+    return {
+        "type": "image_from_library",
+        "conversation_id": conversation_id,
+        "name": asset.name,
+        "description": asset.description,
+        "query": query,
+        **asset_fields(asset),
+        "at": _iso(at),
+    }
+
+
+class Gallery:
+    """Publishes job and library events to a conversation's viewers and rebuilds its history."""
+
+    def __init__(self, hub: LocalEventHub, db: Database, library: Library) -> None:
+        self.hub = hub
+        self.db = db
+        self.library = library
+
+    def on_job(self, event_type: str, job: JobView) -> None:
+        """``GenerationService`` listener: forward the job's events to its conversation, if it has one."""
+        if not job.conversation_id:
+            return
+        key = channel(job.account_id, job.conversation_id)
+        for event in job_event(event_type, job):
+            self.hub.publish(key, event)
+
+    def show_asset(self, account_id: int, conversation_id: str, asset: AssetView, query: str, at: datetime) -> int:
+        """Push a library image to the conversation's viewers; returns how many received it."""
+        return self.hub.publish(channel(account_id, conversation_id), library_event(asset, conversation_id, query, at))
+
+    async def history(self, account_id: int, conversation_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The conversation's images so far (generated and shown from the library), oldest first, at most
+        ``limit`` (the newest ones)."""
+        async with self.db.read() as session:
+            generated = (
+                await session.execute(
+                    select(Asset, Job)
+                    .join(Job, Job.id == Asset.job_id)
+                    .where(Job.account_id == account_id, Job.conversation_id == conversation_id)
+                    .order_by(Job.finished_at.desc())
+                    .limit(limit)
+                )
+            ).all()
+            shown = (
+                await session.execute(
+                    select(Asset, AssetUse)
+                    .join(AssetUse, AssetUse.asset_id == Asset.id)
+                    .where(
+                        AssetUse.account_id == account_id,
+                        AssetUse.conversation_id == conversation_id,
+                        AssetUse.kind == "agent",
+                    )
+                    .order_by(AssetUse.created_at.desc())
+                    .limit(limit)
+                )
+            ).all()
+        items: list[tuple[datetime, dict[str, Any]]] = []
+        for asset, job in generated:
+            view = self.library.view(asset)
+            when = job.finished_at or job.created_at
+            items.append(
+                (
+                    when,
+                    {
+                        "type": "image_generated",
+                        "conversation_id": conversation_id,
+                        "job_id": job.id,
+                        "prompt": job.prompt,
+                        "model": job.model,
+                        **asset_fields(view),
+                        "at": _iso(when),
+                    },
+                )
+            )
+        for asset, use in shown:
+            view = self.library.view(asset)
+            items.append((use.created_at, library_event(view, conversation_id, "", use.created_at)))
+        items.sort(key=lambda pair: pair[0])
+        return [event for _, event in items[-limit:]] if limit else []

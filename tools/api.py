@@ -1,0 +1,195 @@
+"""REST for integrators (``/api/v1/...``) and tool definitions (``GET /tools``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import InvalidRequest
+from core.generation import GenerationRequest, JobView
+from core.tools import FORMATS
+from tools.http import SERVICES, SETTINGS, BodyTooLarge, authenticate, read_json
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def job_json(job: JobView) -> dict[str, Any]:
+    data = _plain(asdict(job))
+    for asset in data["assets"]:
+        asset.pop("file_path", None)
+    return data
+
+
+class GenerationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    prompt: str = Field(min_length=1)
+    style: str | None = None
+    aspect_ratio: str | None = None
+    model: str | None = None
+    num_outputs: int = Field(default=1, ge=1, le=4)
+    seed: int | None = None
+    conversation_id: str | None = None
+    wait_seconds: float | None = Field(default=None, ge=0, le=60)
+
+
+def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = ".".join(str(x) for x in first["loc"]) or "body"
+        reason = "is required" if first["type"] == "missing" else first["msg"].lower()
+        if first["type"] == "extra_forbidden":
+            reason = "is not a known field"
+        raise InvalidRequest(f"{name} {reason}", field=name) from err
+
+
+async def create_generation(request: web.Request) -> web.Response:
+    """``POST /api/v1/generations`` (``Idempotency-Key`` header honoured): 200 with the finished job when it
+    finishes within ``wait_seconds`` (default ``tools.max_wait_seconds``), else 202 with the running job."""
+    caller = await authenticate(request, "generate")
+    body = _validated(GenerationBody, await read_json(request))
+    services = request.app[SERVICES]
+    job = await services.generation.submit(
+        caller.account_id,
+        GenerationRequest(
+            prompt=body.prompt,
+            style=body.style,
+            aspect_ratio=body.aspect_ratio,
+            model=body.model,
+            num_outputs=body.num_outputs,
+            seed=body.seed,
+            conversation_id=body.conversation_id,
+            source="api",
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        ),
+    )
+    wait = request.app[SETTINGS].tools.max_wait_seconds if body.wait_seconds is None else body.wait_seconds
+    if not job.done and wait > 0:
+        job = await services.generation.wait(job.id, timeout=wait)
+    return web.json_response({"job": job_json(job)}, status=200 if job.done else 202)
+
+
+async def get_generation(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    job = await request.app[SERVICES].generation.get(request.match_info["job_id"], caller.account_id)
+    return web.json_response({"job": job_json(job)})
+
+
+async def get_credits(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    balance = await request.app[SERVICES].credits.balance(caller.account_id)
+    return web.json_response(_plain(asdict(balance)))
+
+
+async def upload_asset(request: web.Request) -> web.Response:
+    """``POST /api/v1/library``: multipart with ``file`` (image) and optional ``name``, ``description``,
+    ``tags`` (comma-separated), ``category``, ``folder``. 201 with the asset (200 when already there)."""
+    caller = await authenticate(request, "library")
+    settings = request.app[SETTINGS]
+    if not request.content_type.startswith("multipart/"):
+        raise InvalidRequest("send multipart/form-data with a 'file' part", field="file")
+    fields: dict[str, str] = {}
+    data: bytes | None = None
+    filename = ""
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "file":
+            filename = part.filename or ""
+            chunks, size = [], 0
+            while chunk := await part.read_chunk(65536):
+                size += len(chunk)
+                if size > settings.tools.upload_max_bytes:
+                    raise BodyTooLarge(f"file is larger than {settings.tools.upload_max_bytes} bytes")
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        elif part.name in ("name", "description", "tags", "category", "folder"):
+            fields[part.name] = (await part.text())[:2000]
+    if not data:
+        raise InvalidRequest("file is required", field="file")
+    name = fields.get("name") or filename.rsplit(".", 1)[0].replace("-", " ").replace("_", " ").strip()
+    asset, created = await request.app[SERVICES].library.import_image(
+        caller.account_id,
+        data,
+        name=name,
+        description=fields.get("description", ""),
+        tags=fields.get("tags"),
+        category=fields.get("category") or None,
+        folder=fields.get("folder") or None,
+        thumbnail_pixels=settings.media.thumbnail_pixels,
+    )
+    payload = _plain(asdict(asset))
+    payload.pop("file_path", None)
+    return web.json_response({"asset": payload, "created": created}, status=201 if created else 200)
+
+
+async def search_library(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    query = request.query.get("q", "")
+    try:
+        limit = int(request.query.get("limit", "10"))
+    except ValueError:
+        raise InvalidRequest("limit must be a whole number", field="limit") from None
+    hits = await request.app[SERVICES].library.search(caller.account_id, query, limit=limit)
+    results = []
+    for hit in hits:
+        asset = _plain(asdict(hit.asset))
+        asset.pop("file_path", None)
+        results.append({"rank": hit.rank, "asset": asset})
+    return web.json_response({"results": results})
+
+
+async def tool_definitions(request: web.Request) -> web.Response:
+    """``GET /tools?format=openai|openai-responses|elevenlabs|vapi|retell|mcp``."""
+    fmt = request.query.get("format", "openai")
+    if fmt not in FORMATS:
+        raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}", field="format")
+    return web.json_response(request.app[SERVICES].tools.export(fmt, request.app[SETTINGS].server.public_url))
+
+
+ELEVENLABS_INSTRUCTIONS = (
+    "\n\nYou can show pictures on the caller's screen while you talk. When the caller names one of our products, "
+    "call show_product_image with the product name. When they want to see something else (a room, a combination, "
+    "an idea), call generate_image with a concrete description. Tell the caller the picture is on their screen; "
+    "if the tool says it is still being generated, say it will appear in a moment and keep talking."
+)
+
+
+async def elevenlabs_agent_config(request: web.Request) -> web.Response:
+    """``POST /api/v1/agents/elevenlabs/config``: an ElevenLabs agent config in, the same config out with our
+    webhook tools (URL, the caller's key as secret header) added and image instructions appended to its
+    prompt (``conversation_config.agent.prompt``)."""
+    from tools.http import api_key_from
+
+    await authenticate(request, "tools")
+    config = await read_json(request)
+    conversation = config.setdefault("conversation_config", {})
+    agent = conversation.setdefault("agent", {}) if isinstance(conversation, dict) else None
+    prompt = agent.setdefault("prompt", {}) if isinstance(agent, dict) else None
+    if not isinstance(prompt, dict):
+        raise InvalidRequest("conversation_config.agent.prompt must be an object", field="conversation_config")
+    ours = request.app[SERVICES].tools.export(
+        "elevenlabs", request.app[SETTINGS].server.public_url, api_key=api_key_from(request)
+    )
+    names = {t["name"] for t in ours}
+    existing = [t for t in prompt.get("tools") or [] if isinstance(t, dict) and t.get("name") not in names]
+    prompt["tools"] = existing + ours
+    text = str(prompt.get("prompt") or "")
+    if ELEVENLABS_INSTRUCTIONS.strip() not in text:
+        prompt["prompt"] = text + ELEVENLABS_INSTRUCTIONS
+    return web.json_response(config)

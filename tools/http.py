@@ -1,0 +1,76 @@
+"""Small helpers shared by the HTTP handlers: typed app keys, bounded JSON bodies, API-key authentication."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from core.config import Settings
+from core.errors import InvalidRequest, ShowmeError, Unauthorized
+from core.services import Services
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICES = web.AppKey("services", Services)
+
+
+class BodyTooLarge(ShowmeError):
+    code = "body_too_large"
+    status = 413
+
+
+@dataclass(frozen=True)
+class Caller:
+    account_id: int
+    scopes: tuple[str, ...]
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The raw body, at most ``limit`` bytes; raises ``BodyTooLarge``."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(f"request body is larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise BodyTooLarge(f"request body is larger than {limit} bytes")
+    return body
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """A JSON object from ``body``; raises ``InvalidRequest`` for malformed JSON or a non-object."""
+    try:
+        data = json.loads(body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InvalidRequest(f"body is not valid JSON: {getattr(err, 'msg', err)}", field="body") from err
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object", field="body")
+    return data
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    return parse_json(await read_body(request, request.app[SETTINGS].tools.max_body_bytes))
+
+
+def api_key_from(request: web.Request) -> str | None:
+    """The API key from ``Authorization: Bearer``, ``X-Api-Key`` or Vapi's ``X-Vapi-Secret``."""
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("X-Api-Key") or request.headers.get("X-Vapi-Secret")
+
+
+async def authenticate(request: web.Request, scope: str | None = None) -> Caller:
+    """The calling account; raises ``Unauthorized`` (401) or ``ForbiddenScope`` (403)."""
+    from core.tools import ForbiddenScope
+
+    key = api_key_from(request)
+    if not key:
+        raise Unauthorized("missing API key: send Authorization: Bearer <key> (or X-Api-Key)")
+    found = await request.app[SERVICES].accounts.authenticate(key)
+    if found is None:
+        raise Unauthorized("unknown or revoked API key")
+    account_id, scopes = found
+    if scope is not None and scope not in scopes:
+        raise ForbiddenScope(f"this API key lacks the {scope!r} scope")
+    return Caller(account_id, scopes)

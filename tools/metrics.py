@@ -1,0 +1,83 @@
+"""Prometheus metrics, one registry per app (no module-level collectors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from core.generation import JobView
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.tool_calls = Counter(
+            "showme_tool_calls_total",
+            "Tool calls by tool, dialect and outcome",
+            ["tool", "dialect", "outcome"],
+            registry=self.registry,
+        )
+        self.jobs = Counter(
+            "showme_jobs_total",
+            "Finished generation jobs by model and status",
+            ["model", "status"],
+            registry=self.registry,
+        )
+        self.job_seconds = Histogram(
+            "showme_job_duration_seconds",
+            "Job creation to finish",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.provider_seconds = Histogram(
+            "showme_provider_duration_seconds",
+            "Job start to finish (provider + store)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.credits_spent = Counter(
+            "showme_credits_spent_total", "Units charged for generations", ["unit"], registry=self.registry
+        )
+        self.viewers = Gauge("showme_viewers_connected", "Open viewer WebSockets", registry=self.registry)
+        self.http_requests = Counter(
+            "showme_http_requests_total",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+
+    def on_job(self, event: str, job: JobView) -> None:
+        """``GenerationService`` listener."""
+        if event == "generation_started" or job.finished_at is None:
+            return
+        self.jobs.labels(job.model, job.status).inc()
+        self.job_seconds.labels(job.model).observe((job.finished_at - job.created_at).total_seconds())
+        if job.started_at is not None:
+            self.provider_seconds.labels(job.model).observe((job.finished_at - job.started_at).total_seconds())
+        if job.charged:
+            self.credits_spent.labels(job.unit).inc(job.charged)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body, content_type = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Any) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    request.app[METRICS].http_requests.labels(route, str(response.status)).inc()
+    return response

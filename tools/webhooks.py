@@ -1,0 +1,70 @@
+"""Inbound platform webhooks, each verified by its own signature."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+from aiohttp import web
+
+from core.errors import InsufficientCredits, InvalidRequest, ShowmeError, Unauthorized
+from core.transcripts import follow_up
+from tools.http import SERVICES, SETTINGS, parse_json, read_body
+
+log = logging.getLogger(__name__)
+
+
+def verify_elevenlabs_signature(header: str, body: bytes, secret: str, now: float, tolerance: int) -> None:
+    """Check ``ElevenLabs-Signature: t=<unix s>,v0=<hex HMAC-SHA256(secret, "{t}.{body}")>``; raises
+    ``Unauthorized`` when missing, wrong or older than ``tolerance`` seconds."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        raise Unauthorized("missing or malformed ElevenLabs-Signature") from None
+    if now - timestamp > tolerance or timestamp - now > 300:
+        raise Unauthorized("stale ElevenLabs-Signature timestamp")
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(parts.get("v0", ""), expected):
+        raise Unauthorized("bad ElevenLabs-Signature")
+
+
+async def elevenlabs_webhook(request: web.Request) -> web.Response:
+    """``POST /webhooks/elevenlabs``: post-call transcripts. Always 200 once verified (ElevenLabs needs it);
+    with ``elevenlabs.generate_from_transcripts`` on, promised but unshown pictures are generated."""
+    services = request.app[SERVICES]
+    settings = request.app[SETTINGS]
+    secret = services.secrets.elevenlabs_webhook_secret
+    if secret is None:
+        raise Unauthorized("ELEVENLABS_WEBHOOK_SECRET is not set on this server")
+    raw = await read_body(request, settings.tools.max_body_bytes * 8)
+    verify_elevenlabs_signature(
+        request.headers.get("ElevenLabs-Signature", ""),
+        raw,
+        secret.get_secret_value(),
+        services.clock.now().timestamp(),
+        settings.elevenlabs.signature_tolerance_seconds,
+    )
+    event = parse_json(raw)
+    if event.get("type") != "post_call_transcription":
+        return web.json_response({"status": "ignored", "type": event.get("type")})
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    conversation_id = data.get("conversation_id")
+    transcript = data.get("transcript") if isinstance(data.get("transcript"), list) else []
+    if not isinstance(conversation_id, str) or not conversation_id:
+        raise InvalidRequest("data.conversation_id is required", field="data.conversation_id")
+    if not settings.elevenlabs.generate_from_transcripts:
+        return web.json_response({"status": "received", "generated": []})
+    try:
+        result = await follow_up(services.db, services.generation, conversation_id, transcript)
+    except (InsufficientCredits, ShowmeError) as err:
+        log.warning("post-call generation for %s skipped: %s", conversation_id, err.message)
+        return web.json_response({"status": "skipped", "reason": err.message})
+    return web.json_response(
+        {
+            "status": "received",
+            "promised": [r.prompt for r in result.promised],
+            "generated": result.generated_job_ids,
+        }
+    )
