@@ -42,7 +42,9 @@ def inspect_image(data: bytes, thumbnail_pixels: int) -> ImageInfo:
             thumb.thumbnail((thumbnail_pixels, thumbnail_pixels))
             out = io.BytesIO()
             thumb.save(out, format="WEBP", quality=80)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-        raise NotAnImage(f"not a readable image: {err}") from err
+    except UnidentifiedImageError as err:
+        raise NotAnImage("unrecognised image data") from err
+    except (OSError, Image.DecompressionBombError) as err:
+        raise NotAnImage(f"damaged or oversized image: {err}") from err
     mime, ext = _FORMATS[fmt]
     return ImageInfo(mime=mime, ext=ext, width=width, height=height, thumbnail=out.getvalue())

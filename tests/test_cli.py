@@ -241,3 +241,43 @@ async def test_sigkill_before_prediction_exists_fails_and_refunds(
     again = await cli.json("jobs", "resume", **fast)
     assert again["resumed"] == [] and again["failed"] == []
     assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 10
+
+
+async def test_library_import_tools_export_and_viewer_link(cli: Cli, tmp_path: Path) -> None:
+    from PIL import Image
+
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    photos = tmp_path / "photos"
+    (photos / "granite").mkdir(parents=True)
+    Image.new("RGB", (40, 30), (5, 5, 5)).save(photos / "granite" / "black-galaxy.jpg")
+    Image.new("RGB", (40, 30), (250, 250, 250)).save(photos / "carrara_marble.png")
+    (photos / "notes.png").write_bytes(b"not an image")
+    (photos / "catalog.csv").write_text(
+        'file,name,tags,description\nblack-galaxy.jpg,Black Galaxy Granite,"granite,black",Gold flecks\n'
+    )
+    code, out, err = await cli.run("library", "import", str(photos), "--account", account, "--json")
+    result = json.loads(out)
+    assert code == 2 and len(result["created"]) == 2 and result["failed"][0]["file"].endswith("notes.png")
+    assert {c["name"] for c in result["created"]} == {"Black Galaxy Granite", "Carrara marble"}
+    again = json.loads((await cli.run("library", "import", str(photos), "--account", account, "--json"))[1])
+    assert again["created"] == [] and len(again["updated"]) == 2
+    hits = await cli.json("library", "search", "black granite", "--account", account)
+    assert [h["asset"]["name"] for h in hits["results"]] == ["Black Galaxy Granite"]
+    assert hits["results"][0]["asset"]["folder"] == "granite"
+
+    code, out, _ = await cli.run(
+        "tools", "export", "--format", "vapi", "--base-url", "https://x.example", "--api-key", "sm_k"
+    )
+    exported = json.loads(out)
+    assert code == 0 and exported[0]["server"] == {
+        "url": "https://x.example/tools/vapi",
+        "headers": {"Authorization": "Bearer sm_k"},
+        "timeoutSeconds": 20,
+    }
+    code, _, err = await cli.run("tools", "export", "--format", "soap")
+    assert code == 2 and "invalid choice" in err
+
+    link = await cli.json("viewer-link", "conv_1", "--account", account)
+    assert link["url"].startswith("http://127.0.0.1:8080/calls/conv_1?token=")
+    code, _, err = await cli.run("viewer-link", "a/b", "--account", account)
+    assert code == 2 and "conversation_id" in _single_error_line(err)

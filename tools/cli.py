@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -242,6 +243,99 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_tools_export(args: argparse.Namespace, s: Services) -> int:
+    base = (args.base_url or s.settings.server.public_url).rstrip("/")
+    print(json.dumps(s.tools.export(args.format, base, api_key=args.api_key), indent=2))
+    return 0
+
+
+async def cmd_viewer_link(args: argparse.Namespace, s: Services) -> int:
+    from tools.viewers import viewer_url
+
+    await s.accounts.get(args.account)
+    ttl = args.hours * 3600 if args.hours else None
+    token, expires = s.viewer_tokens.mint(args.account, args.conversation_id, ttl_seconds=ttl)
+    url = viewer_url(s.settings.server.public_url, args.conversation_id, token)
+    _emit(
+        args, {"url": url, "token": token, "expires_at": expires}, f"{url}\n(valid until {expires:%Y-%m-%d %H:%M} UTC)"
+    )
+    return 0
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif"}
+
+
+def _catalog(directory: Path) -> dict[str, dict[str, str]]:
+    """``catalog.json`` (a list of objects, or an object keyed by file) or ``catalog.csv`` (a header row with
+    ``file`` and any of ``name, tags, description, category, folder``), keyed by file name."""
+    import csv
+
+    entries: dict[str, dict[str, str]] = {}
+    json_path, csv_path = directory / "catalog.json", directory / "catalog.csv"
+    if json_path.exists():
+        try:
+            data = json.loads(json_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise InvalidRequest(
+                f"{json_path} is not valid JSON: {err.msg} (line {err.lineno})", field="catalog"
+            ) from err
+        items = data.items() if isinstance(data, dict) else ((str(i.get("file", "")), i) for i in data)
+        for name, item in items:
+            if isinstance(item, dict):
+                entries[Path(name).name] = {k: ", ".join(v) if isinstance(v, list) else str(v) for k, v in item.items()}
+    elif csv_path.exists():
+        with csv_path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "file" not in reader.fieldnames:
+                raise InvalidRequest(f"{csv_path} needs a header row with a 'file' column", field="catalog")
+            for row in reader:
+                entries[Path(row["file"]).name] = {k: v for k, v in row.items() if k and v}
+    return entries
+
+
+def _scan(directory: Path) -> tuple[dict[str, dict[str, str]], list[Path]]:
+    if not directory.is_dir():
+        raise InvalidRequest(f"{directory} is not a directory", field="directory")
+    files = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return _catalog(directory), files
+
+
+def _title(stem: str) -> str:
+    words = stem.replace("_", " ").replace("-", " ").split()
+    return " ".join(words).capitalize() if words else stem
+
+
+async def cmd_library_import(args: argparse.Namespace, s: Services) -> int:
+    await s.accounts.get(args.account)
+    directory = Path(args.directory)
+    catalog, files = await asyncio.to_thread(_scan, directory)
+    created, updated, failed = [], [], []
+    for path in files:
+        meta = catalog.get(path.name, {})
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+            asset, is_new = await s.library.import_image(
+                args.account,
+                data,
+                name=meta.get("name") or _title(path.stem),
+                description=meta.get("description", ""),
+                tags=meta.get("tags"),
+                category=meta.get("category"),
+                folder=meta.get("folder")
+                or (str(path.parent.relative_to(directory)) if path.parent != directory else None),
+                thumbnail_pixels=s.settings.media.thumbnail_pixels,
+            )
+        except InvalidRequest as err:
+            failed.append({"file": str(path), "error": err.message})
+            continue
+        (created if is_new else updated).append({"file": str(path), "asset_id": asset.id, "name": asset.name})
+    text = f"{len(created)} imported, {len(updated)} already there (metadata updated), {len(failed)} failed"
+    for item in failed:
+        text += f"\n  {item['file']}: {item['error']}"
+    _emit(args, {"created": created, "updated": updated, "failed": failed}, text)
+    return 0 if not failed else 2
+
+
 # -- parser ------------------------------------------------------------------------------------------
 
 
@@ -325,7 +419,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = jobs.add_parser("resume", parents=[common], help="resume interrupted jobs, or fail and refund them")
     p.set_defaults(handler=cmd_jobs_resume)
 
+    tools = group("tools", "tool definitions for voice platforms")
+    p = tools.add_parser("export", parents=[common], help="print tool definitions for a platform (JSON)")
+    p.add_argument(
+        "--format", required=True, choices=["openai", "openai-responses", "elevenlabs", "vapi", "retell", "mcp"]
+    )
+    p.add_argument("--base-url", help="where platforms reach this server (default: server.public_url)")
+    p.add_argument("--api-key", help="write this key into the auth headers (default: a placeholder)")
+    p.set_defaults(handler=cmd_tools_export)
+
+    p = commands.add_parser("viewer-link", parents=[common], help="a signed link to a call's live gallery")
+    p.add_argument("conversation_id")
+    p.add_argument("--account", type=_positive, required=True)
+    p.add_argument("--hours", type=_positive, help="valid this many hours (default: viewers.token_ttl_seconds)")
+    p.set_defaults(handler=cmd_viewer_link)
+
     library = group("library", "the media library")
+    p = library.add_parser("import", parents=[common], help="import a folder of product photos (+ catalog.json/csv)")
+    p.add_argument("directory")
+    p.add_argument("--account", type=_positive, required=True)
+    p.set_defaults(handler=cmd_library_import)
     p = library.add_parser("search", parents=[common], help="full-text search of an account's library")
     p.add_argument("query")
     p.add_argument("--account", type=_positive, required=True)

@@ -1,0 +1,113 @@
+"""The live call gallery in headless Chromium: a tool call's image appears on the page; a bad link shows a
+clear error and opens no event feed. Needs Debian's chromium (/usr/bin/chromium) and playwright's Python
+package (its own browser download is not used)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.config import Secrets, Settings
+from core.generation import GenerationRequest
+from tests.conftest import make_settings
+from tests.fakes.replicate import FakeReplicate
+from tools.app import create_app
+from tools.http import SERVICES
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="headless browser tests need chromium (apt-get install chromium)"
+    ),
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
+playwright_api = pytest.importorskip("playwright.async_api", reason="browser tests need the playwright package")
+
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def live(aiohttp_server: Any, database_url: str, tmp_path: Path, replicate_fake: FakeReplicate) -> Any:
+    port = _free_port()
+    settings: Settings = make_settings(database_url, tmp_path, server={"public_url": f"http://127.0.0.1:{port}"})
+    app = create_app(settings, secrets=Secrets(REPLICATE_API_TOKEN=replicate_fake.token, SHOWME_SECRET_KEY="k"))
+    server = await aiohttp_server(app, port=port)
+    services = app[SERVICES]
+    account = await services.accounts.create("Acme Granite")
+    key = await services.accounts.create_api_key(account.id)
+    return server, services, account.id, key.key
+
+
+@pytest.fixture
+async def browser() -> Any:
+    async with playwright_api.async_playwright() as p:
+        instance = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield instance
+        await instance.close()
+
+
+async def test_image_appears_live_on_the_gallery(live: Any, browser: Any, tmp_path: Path) -> None:
+    import aiohttp
+
+    server, services, account_id, key = live
+    token, _ = services.viewer_tokens.mint(account_id, "conv_browser")
+    page = await browser.new_page()
+    await page.goto(f"http://127.0.0.1:{server.port}/calls/conv_browser?token={token}")
+    await page.wait_for_selector('#status[data-state="live"]', timeout=10_000)
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"http://127.0.0.1:{server.port}/tools/generate_image",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"prompt": "black galaxy granite kitchen", "conversation_id": "conv_browser"},
+        )
+        body = await response.json()
+    assert body["status"] == "ready"
+    image = await page.wait_for_selector("article.card.image img.photo", timeout=10_000)
+    await page.wait_for_function("document.querySelector('img.photo').naturalWidth > 0", timeout=10_000)
+    assert await image.get_attribute("data-full") == body["image_url"]
+    assert await page.inner_text("article.card.image .title") == "black galaxy granite kitchen"
+    assert await page.locator("article.card").count() == 1  # the placeholder was replaced, not duplicated
+    await image.click()
+    assert await page.is_visible("#lightbox.open img")
+    await page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
+    assert (tmp_path / "gallery.png").stat().st_size > 1000
+    # Reloading shows the same image from history.
+    await page.reload()
+    await page.wait_for_selector("article.card.image img.photo", timeout=10_000)
+    assert await page.locator("article.card").count() == 1
+
+
+async def test_bad_token_shows_a_clear_error_and_gets_no_events(live: Any, browser: Any, tmp_path: Path) -> None:
+    server, services, account_id, _key = live
+    page = await browser.new_page()
+    sockets: list[Any] = []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    await page.goto(f"http://127.0.0.1:{server.port}/calls/conv_browser?token=forged.token")
+    problem = await page.wait_for_selector("#problem", state="visible", timeout=10_000)
+    assert "not valid" in await problem.inner_text()
+    await services.generation.generate(
+        account_id, GenerationRequest(prompt="a secret kitchen", conversation_id="conv_browser")
+    )
+    await page.wait_for_timeout(500)
+    assert await page.locator("article.card").count() == 0
+    assert sockets == []  # the page never opened the event feed
+    await page.screenshot(path=str(tmp_path / "bad-token.png"))
