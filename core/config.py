@@ -51,6 +51,7 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8080"
+    access_log: bool = True
     secret_key_file: Path = Field(
         default=Path("data/secret_key"), description="signing key kept here when SHOWME_SECRET_KEY is not set"
     )
@@ -78,11 +79,13 @@ class ReplicateSettings(_Section):
     rate_limit_retries: int = Field(default=3, ge=0, le=10)
     max_retry_after_seconds: float = Field(default=30, ge=0)
     request_timeout_seconds: float = Field(default=30, gt=0)
+    max_creates_per_minute: int = Field(default=600, ge=1, description="Replicate's limit on prediction creates")
+    max_connections: int = Field(default=256, ge=8, description="HTTP connections to Replicate (sync waits hold one)")
 
 
 class GenerationSettings(_Section):
     default_model: str = "flux_schnell"
-    max_concurrent_jobs: int = Field(default=8, ge=1, le=256)
+    max_concurrent_jobs: int = Field(default=128, ge=1, le=1024)
     download_attempts: int = Field(default=3, ge=1, le=10)
     download_backoff_seconds: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0])
     download_timeout_seconds: float = Field(default=30, gt=0)

@@ -4,7 +4,8 @@ Lifecycle (ARCHITECTURE.md "Generation job lifecycle")::
 
     submit: job row (idempotency key unique per account) + hold, one transaction      status queued
     run:    provider create (sync wait) → prediction id saved → short polling           status running
-            → outputs downloaded (retries) → blob store + thumbnail → assets → settle   status succeeded
+            → outputs downloaded (retries) → blob store → assets → settle → event      status succeeded
+            → thumbnails, after the event (they are not on the time-to-screen path)
     any failure → release the hold (exactly once)                                       status failed
     restart → jobs whose runner's lease expired are resumed by prediction id, or failed and released
 
@@ -19,9 +20,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,7 +49,7 @@ from core.errors import (
     ShowmeError,
 )
 from core.library import AssetView, Library
-from core.media import NotAnImage, inspect_image
+from core.media import NotAnImage, make_thumbnail, probe_image
 from core.prompts import apply_style, check_prompt
 from core.providers import ImageProvider, PredictionState, ProviderInput, ProviderOutput
 from storage.blobs import LocalBlobStore
@@ -103,6 +107,12 @@ class JobView:
         return self.status in FINISHED
 
 
+def _lowest_cpu_priority() -> None:
+    """Run this worker thread at nice 19 (Linux: per-thread priority via its native id)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 def _insert(db: Database) -> Any:
     return sqlite.insert if db.is_sqlite else postgresql.insert
 
@@ -133,6 +143,9 @@ class GenerationService:
         self._sleep = sleep
         self._slots = asyncio.Semaphore(settings.generation.max_concurrent_jobs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._thumbnailer = ThreadPoolExecutor(1, "thumbnails", initializer=_lowest_cpu_priority)
+        self._prediction_ids: dict[str, str] = {}
         self._listeners: list[Callable[[str, JobView], Any]] = []
 
     # -- validation ---------------------------------------------------------------------------------
@@ -383,14 +396,16 @@ class GenerationService:
                     seed=params.get("seed"),
                 )
             )
-            async with self.db.write() as session:
-                await session.execute(
-                    update(Job)
-                    .where(Job.id == job_id)
-                    .values(prediction_id=state.id)
-                    .execution_options(synchronize_session=False)
-                )
+            self._prediction_ids[job_id] = state.id
             if not state.done:
+                # Durability: from here on a restart must find the prediction to resume it.
+                async with self.db.write() as session:
+                    await session.execute(
+                        update(Job)
+                        .where(Job.id == job_id)
+                        .values(prediction_id=state.id)
+                        .execution_options(synchronize_session=False)
+                    )
                 state = await self.provider.wait(state.id, timeout=max(0.0, timeout - (time.monotonic() - began)))
         if state.status == "failed":
             raise ModelFailed(f"the model failed: {state.error or 'no error message given'}")
@@ -406,7 +421,8 @@ class GenerationService:
             if isinstance(first, ShowmeError):
                 raise first
             raise OutputDownloadFailed(f"could not store the output: {first}")
-        await self._succeed(job_id, account_id, model_name, prompt, params, good)
+        await self._succeed(job_id, account_id, model_name, prompt, params, [(i, meta) for i, (meta, _) in good])
+        self._in_background(self._make_thumbnails(job_id, {i: data for i, (_, data) in good}))
 
     async def _download(self, output: ProviderOutput) -> bytes:
         cfg = self.settings.generation
@@ -420,7 +436,7 @@ class GenerationService:
                 return data
             except (httpx.HTTPError, TimeoutError, ValueError) as err:
                 last = err
-                log.warning("download of %s failed (attempt %d): %s", output.url, attempt + 1, err)
+                log.warning("download of %s failed (attempt %d): %r", output.url, attempt + 1, err)
             if attempt + 1 < cfg.download_attempts:
                 backoff = cfg.download_backoff_seconds
                 await self._sleep(backoff[min(attempt, len(backoff) - 1)] if backoff else 0)
@@ -428,23 +444,49 @@ class GenerationService:
             f"could not download the output after {cfg.download_attempts} attempts: {type(last).__name__}: {last}"
         )
 
-    async def _store(self, output: ProviderOutput) -> dict[str, Any]:
+    async def _store(self, output: ProviderOutput) -> tuple[dict[str, Any], bytes]:
         data = await self._download(output)
         try:
-            info = await asyncio.to_thread(inspect_image, data, self.settings.media.thumbnail_pixels)
+            info = probe_image(data)  # header only: tens of microseconds, no pixel decoding
         except NotAnImage as err:
             raise OutputDownloadFailed(f"the output at {output.url} is not an image: {err}") from err
         blob = await self.blobs.put(data, info.ext)
-        thumb = await self.blobs.put(info.thumbnail, ".webp", prefix="thumbs/")
-        return {
+        meta = {
             "blob_key": blob.key,
             "sha256": blob.sha256,
             "size_bytes": blob.size_bytes,
             "mime": info.mime,
             "width": info.width,
             "height": info.height,
-            "thumb_key": thumb.key,
+            "thumb_key": None,
         }
+        return meta, data
+
+    def _in_background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _make_thumbnails(self, job_id: str, outputs: dict[int, bytes]) -> None:
+        """Thumbnails for a finished job's assets: one thread at the lowest CPU priority, so they use spare
+        CPU and never slow down jobs and tool calls in flight."""
+        for index, data in outputs.items():
+            try:
+                thumb = await asyncio.get_running_loop().run_in_executor(
+                    self._thumbnailer, make_thumbnail, data, self.settings.media.thumbnail_pixels
+                )
+                stored = await self.blobs.put(thumb, ".webp", prefix="thumbs/")
+                async with self.db.write() as session:
+                    await session.execute(
+                        update(Asset)
+                        .where(Asset.job_id == job_id, Asset.output_index == index)
+                        .values(thumb_key=stored.key)
+                        .execution_options(synchronize_session=False)
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("thumbnail for job %s output %d failed; the full image is used instead", job_id, index)
 
     async def _succeed(
         self,
@@ -488,14 +530,27 @@ class GenerationService:
             await session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status.in_(ACTIVE))
-                .values(status="succeeded", finished_at=self.clock.now(), lease_owner=None)
+                .values(
+                    status="succeeded",
+                    finished_at=self.clock.now(),
+                    lease_owner=None,
+                    prediction_id=self._prediction_ids.pop(job_id, job.prediction_id),
+                )
                 .execution_options(synchronize_session=False)
             )
         self._notify("image_generated", await self.get(job_id))
 
     async def _fail(self, job_id: str, err: ShowmeError) -> None:
+        prediction_id = self._prediction_ids.pop(job_id, None)
         async with self.db.write() as session:
             await self.credits.release(session, job_id, reason=err.code)
+            if prediction_id:
+                await session.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(prediction_id=prediction_id)
+                    .execution_options(synchronize_session=False)
+                )
             await session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status.in_(ACTIVE))
@@ -559,13 +614,14 @@ class GenerationService:
         return resumed, failed
 
     async def drain(self) -> None:
-        """Wait for every job this process is running."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        """Wait for every job this process is running, and their thumbnails."""
+        while self._tasks or self._background:
+            await asyncio.gather(*list(self._tasks.values()), *list(self._background), return_exceptions=True)
 
     async def close(self) -> None:
         """Cancel running jobs (their leases lapse; another process resumes them) and wait for the tasks."""
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._thumbnailer.shutdown(wait=False, cancel_futures=True)

@@ -238,8 +238,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port or settings.server.port
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)
     logging.getLogger("tools").setLevel(logging.INFO)
-    print(f"showme serving on http://{host}:{port} (public URL {settings.server.public_url}); Ctrl-C stops")
-    web.run_app(create_app(settings), host=host, port=port, print=None, shutdown_timeout=10)
+    print(f"showme serving on http://{host}:{port} (public URL {settings.server.public_url}); Ctrl-C stops", flush=True)
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        print=None,
+        shutdown_timeout=10,
+        access_log=logging.getLogger("aiohttp.access") if settings.server.access_log else None,
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ outputs as strings; both are handled. ``REPLICATE_BASE_URL`` points the client a
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import re
 import time
@@ -92,6 +93,31 @@ def translate_error(err: ReplicateError) -> ProviderError:
             return ProviderError(f"Replicate error ({err.status}): {detail}")
 
 
+class CreateWindow:
+    """At most ``limit`` prediction creates in any ``window`` seconds (Replicate: 600 per minute).
+
+    A burst below the limit goes out at once; past it, each create waits until the oldest one in the window
+    is ``window`` seconds old. Per process: replicas sharing one Replicate account split the limit in config."""
+
+    def __init__(self, limit: int, window: float, sleep: Any = asyncio.sleep) -> None:
+        self.limit = limit
+        self.window = window
+        self._sent: collections.deque[float] = collections.deque()
+        self._lock = asyncio.Lock()
+        self._sleep = sleep
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._sent and now - self._sent[0] >= self.window:
+                    self._sent.popleft()
+                if len(self._sent) < self.limit:
+                    self._sent.append(now)
+                    return
+                await self._sleep(self.window - (now - self._sent[0]))
+
+
 class ReplicateProvider:
     """``ImageProvider`` for Replicate. One instance (one HTTP client) per event loop."""
 
@@ -107,13 +133,17 @@ class ReplicateProvider:
     ) -> None:
         self.settings = settings
         self._token = api_token
+        limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=64)
         self._client = Client(
             api_token=api_token or "missing",
             base_url=base_url,
             timeout=httpx.Timeout(settings.request_timeout_seconds, connect=10.0),
+            # The client wraps this transport in its retrying one; a transport of our own carries the pool size.
+            transport=httpx.AsyncHTTPTransport(limits=limits),
         )
-        self._plain = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True)
+        self._plain = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True, limits=limits)
         self._sleep = sleep
+        self._creates = CreateWindow(settings.max_creates_per_minute, 60.0, sleep)
 
     def check_ready(self) -> None:
         if not self._token:
@@ -168,6 +198,7 @@ class ReplicateProvider:
         owner_name, _, version = ref.partition(":")
         attempt = 0
         while True:
+            await self._creates.acquire()
             try:
                 if version:
                     prediction = await self._call(

@@ -44,7 +44,9 @@ async def test_generate_stores_image_creates_searchable_asset_and_debits_price(
     with Image.open(path) as img:
         assert (img.width, img.height) == (asset.width, asset.height) == (64, 48)
     assert asset.mime == "image/webp" and asset.size_bytes == path.stat().st_size
-    assert asset.thumb_key and services.blobs.local_path(asset.thumb_key).exists()
+    await services.generation.drain()  # thumbnails are made after the image is delivered
+    thumb_key = (await services.library.get(account, asset.id)).thumb_key
+    assert thumb_key and services.blobs.local_path(thumb_key).exists()
     hits = await services.library.search(account, "galaxy granite")
     assert [h.asset.id for h in hits] == [asset.id]
     assert await services.library.search(account, "marble bathroom") == []
@@ -244,3 +246,20 @@ async def test_idempotency_key_returns_the_same_job_and_charges_once(
     with pytest.raises(Conflict) as err:
         await services.generation.submit(account, GenerationRequest(prompt="a dog", idempotency_key="call-123"))
     assert err.value.field == "idempotency_key"
+
+
+async def test_create_window_paces_beyond_the_limit() -> None:
+    from core.providers.replicate import CreateWindow
+
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        window._sent.popleft()  # time "passes": the oldest create leaves the window
+
+    window = CreateWindow(limit=3, window=60.0, sleep=fake_sleep)
+    for _ in range(3):
+        await window.acquire()
+    assert slept == []  # a burst under the limit goes out at once
+    await window.acquire()
+    assert len(slept) == 1 and 59 < slept[0] <= 60

@@ -35,9 +35,27 @@ SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc
 ASPECTS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"}
 
 
-def make_image(prompt: str, index: int, fmt: str = "webp") -> bytes:
+_POOL: dict[tuple[str, tuple[int, int]], list[bytes]] = {}
+
+
+def pooled_image(prompt: str, index: int, fmt: str, size: tuple[int, int]) -> bytes:
+    """Large images come from a small pre-encoded pool: encoding them is the real provider's work, not ours,
+    and must not compete for this machine's CPU when a burst completes."""
+    if size[0] <= 64:
+        return make_image(prompt, index, fmt, size)
+    key = (fmt, size)
+    if key not in _POOL:
+        _POOL[key] = [make_image(f"pool {i}", i, fmt, size) for i in range(8)]
+    pool = _POOL[key]
+    return pool[hashlib.sha256(f"{prompt}|{index}".encode()).digest()[0] % len(pool)]
+
+
+def make_image(prompt: str, index: int, fmt: str = "webp", size: tuple[int, int] = (64, 48)) -> bytes:
     digest = hashlib.sha256(f"{prompt}|{index}".encode()).digest()
-    img = Image.new("RGB", (64, 48), tuple(digest[:3]))
+    img = Image.new("RGB", size, tuple(digest[:3]))
+    if size[0] > 64:  # a gradient, so large images cost what real ones do to decode
+        img = Image.linear_gradient("L").resize(size).convert("RGB")
+        img.paste(tuple(digest[:3]), (0, 0, size[0] // 4, size[1] // 4))
     out = io.BytesIO()
     img.save(out, format={"jpg": "JPEG", "png": "PNG"}.get(fmt, "WEBP"))
     return out.getvalue()
@@ -52,6 +70,8 @@ class FakePrediction:
     created: float
     duration: float
     status: str = "starting"
+    created_wall: float = 0.0
+    succeeded_wall: float | None = None
     output: Any = None
     error: str | None = None
     canceled: bool = False
@@ -72,9 +92,10 @@ class FakePrediction:
         urls = []
         for i in range(count):
             name = f"{self.id}-{i}.{fmt}"
-            fake.files[name] = make_image(prompt, i, fmt)
+            fake.files[name] = pooled_image(prompt, i, fmt, fake.image_size)
             urls.append(f"{fake.output_base}/files/{name}")
         self.status = "succeeded"
+        self.succeeded_wall = self.created_wall + self.duration
         self.output = urls[0] if self.model.endswith("flux-1.1-pro") else urls
 
     def to_json(self, base: str) -> dict[str, Any]:
@@ -108,6 +129,7 @@ class FakeReplicate:
     download_failures: int = 0
     broken_outputs: set[int] = field(default_factory=set)
     plain_http_outputs: bool = False
+    image_size: tuple[int, int] = (64, 48)
     predictions: dict[str, FakePrediction] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     creates: list[dict[str, Any]] = field(default_factory=list)
@@ -188,6 +210,7 @@ class FakeReplicate:
             input=data,
             created=time.monotonic(),
             duration=self.duration,
+            created_wall=time.time(),
         )
         self.predictions[prediction.id] = prediction
         prefer = request.headers.get("Prefer", "")
@@ -196,11 +219,13 @@ class FakeReplicate:
             deadline = time.monotonic() + limit
             while True:
                 prediction.advance(self)
-                if prediction.status in ("succeeded", "failed", "canceled") or time.monotonic() >= deadline:
+                now = time.monotonic()
+                if prediction.status in ("succeeded", "failed", "canceled") or now >= deadline:
                     break
                 if request.transport is None or request.transport.is_closing():
                     break  # the client went away (for example, it was killed)
-                await asyncio.sleep(0.02)
+                # Wake exactly when the prediction finishes (or the wait ends), checking the client now and then.
+                await asyncio.sleep(max(0.0, min(prediction.created + prediction.duration, deadline, now + 0.25) - now))
         else:
             prediction.advance(self)
         return web.json_response(prediction.to_json(self.base_url), status=201)

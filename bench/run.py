@@ -1,0 +1,439 @@
+"""showme benchmarks, measured in one run on this machine (README "Performance").
+
+    python -m bench.run            # about two minutes
+    python -m bench.run --quick    # shorter load phases
+
+(a) show_product_image (search + screen push + use record) at 50 connections over a 10,000-asset library,
+    as a ratio to a bare aiohttp JSON handler measured in the same run (wrk, 2 threads).
+(b) a burst of 100 concurrent generate_image calls against a provider that takes 2 s.
+(c) time-to-screen overhead: viewer receives image_generated − the provider's prediction succeeded.
+(d) 1,000 viewers on one conversation: delay from the tool call to each viewer's receipt.
+Every process (fake Replicate, bare handler, showme) is separate; wrk and the bench client share the 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "bench-secret"
+COLORS = [
+    "black",
+    "white",
+    "grey",
+    "blue",
+    "green",
+    "gold",
+    "brown",
+    "beige",
+    "cream",
+    "red",
+    "silver",
+    "ivory",
+    "charcoal",
+    "navy",
+    "sand",
+    "copper",
+    "pearl",
+    "midnight",
+    "snow",
+    "smoke",
+]
+MATERIALS = [
+    "granite",
+    "marble",
+    "quartz",
+    "quartzite",
+    "oak",
+    "walnut",
+    "maple",
+    "slate",
+    "travertine",
+    "porcelain",
+    "ceramic",
+    "terrazzo",
+    "soapstone",
+    "limestone",
+    "onyx",
+    "concrete",
+    "bamboo",
+    "cherry",
+]
+PRODUCTS = [
+    "countertop",
+    "backsplash",
+    "floor tile",
+    "vanity top",
+    "kitchen island",
+    "cabinet",
+    "fireplace surround",
+    "shower wall",
+    "table top",
+    "stair tread",
+    "window sill",
+    "bar top",
+    "wall panel",
+    "mosaic",
+    "slab",
+]
+FINISHES = ["polished", "honed", "leathered", "brushed", "matte", "glossy", "textured", "flamed"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))] if ordered else float("nan")
+
+
+def raise_nofile() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+
+async def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as r:
+                    if r.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up")
+            await asyncio.sleep(0.1)
+
+
+async def seed(env: dict[str, str], assets: int) -> tuple[int, str]:
+    """Create the account, its API key and a library of ``assets`` products (direct inserts, no files)."""
+    os.environ.update(env)
+    from core.config import load_settings
+    from core.services import open_services
+
+    settings = load_settings(None)
+    rng = random.Random(7)
+    async with open_services(settings) as s:
+        account = await s.accounts.create("Bench Stone Co")
+        key = await s.accounts.create_api_key(account.id)
+        async with s.db.write() as session:
+            await s.credits.grant(session, account_id=account.id, amount=1_000_000, source_ref="bench")
+        for start in range(0, assets, 1000):
+            async with s.db.write() as session:
+                for i in range(start, min(assets, start + 1000)):
+                    color, material, product = rng.choice(COLORS), rng.choice(MATERIALS), rng.choice(PRODUCTS)
+                    finish = rng.choice(FINISHES)
+                    name = f"{color.title()} {material} {product} #{i}"
+                    digest = f"{i:064x}"
+                    await s.library.add(
+                        session,
+                        account_id=account.id,
+                        kind="image",
+                        blob_key=f"{digest[:2]}/{digest}.webp",
+                        thumb_key=None,
+                        mime="image/webp",
+                        size_bytes=120_000,
+                        width=1024,
+                        height=1024,
+                        sha256=digest,
+                        name=name,
+                        description=f"{finish.title()} {color} {material} {product}",
+                        tags=[material, color, product, finish],
+                        category=material,
+                        folder=None,
+                        favorite=False,
+                        use_count=0,
+                        view_count=0,
+                    )
+    return account.id, key.key
+
+
+def wrk(url: str, key: str, queries: list[str], seconds: int, connections: int = 50) -> dict[str, float]:
+    lua = Path(tempfile.mkstemp(suffix=".lua")[1])
+    quoted = ", ".join(json.dumps(q) for q in queries)
+    lua.write_text(f"""
+local queries = {{{quoted}}}
+local counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{{"query":"' .. queries[(counter % #queries) + 1] .. '","conversation_id":"bench"}}'
+  return wrk.format("POST", "/tools/show_product_image",
+    {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer {key}"}}, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+""")
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lua.unlink()
+    line = next(row for row in out.splitlines() if row.startswith("RESULT"))
+    requests, duration_us, p50, p99, bad_status, socket_errors = map(int, line.split()[1:])
+    return {
+        "rps": requests / (duration_us / 1e6),
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+        "requests": requests,
+        "non_2xx": bad_status,
+        "socket_errors": socket_errors,
+    }
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+async def burst(base: str, key: str, fake: str, pid: int, calls: int) -> dict[str, Any]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        await http.post(f"{fake}/bench/configure", json={"duration": 2.0})
+        headers = {"Authorization": f"Bearer {key}"}
+
+        async def one(i: int) -> tuple[float, str]:
+            started = time.monotonic()
+            async with http.post(
+                f"{base}/tools/generate_image",
+                headers=headers,
+                json={"prompt": f"granite kitchen variation {i}", "conversation_id": f"burst{i}"},
+            ) as r:
+                body = await r.json()
+            return time.monotonic() - started, body.get("status", str(body))
+
+        results = await asyncio.gather(*(one(i) for i in range(calls)))
+        async with http.get(f"{fake}/bench/predictions") as r:
+            predictions = await r.json()
+    latencies = [r[0] for r in results]
+    created = sorted(p["created"] for p in predictions)
+    window_max = max(sum(1 for c in created if t <= c < t + 60) for t in created)
+    rss, peak = rss_mb(pid)
+    return {
+        "calls": calls,
+        "ready": sum(1 for _, s in results if s == "ready"),
+        "p50_s": pct(latencies, 50),
+        "p99_s": pct(latencies, 99),
+        "max_s": max(latencies),
+        "rss_mb": rss,
+        "peak_rss_mb": peak,
+        "creates": len(created),
+        "max_creates_in_60s": window_max,
+    }
+
+
+async def time_to_screen(base: str, key: str, fake: str, rounds: int) -> dict[str, Any]:
+    from core.clock import SystemClock
+    from core.viewers import ViewerTokens
+
+    tokens = ViewerTokens(SECRET.encode(), SystemClock(), 3600)
+    overheads: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        await http.post(f"{fake}/bench/configure", json={"duration": 0.3})
+        headers = {"Authorization": f"Bearer {key}"}
+        for i in range(rounds):
+            account = int(tokens.verify(tokens.mint(1, "x")[0]).account_id)
+            token, _ = tokens.mint(account, f"tts{i}")
+            async with http.ws_connect(f"{base}/ws/calls/tts{i}?token={token}") as ws:
+                await ws.receive_json()
+                request = asyncio.create_task(
+                    http.post(
+                        f"{base}/tools/generate_image",
+                        headers=headers,
+                        json={"prompt": f"quartz island {i}", "conversation_id": f"tts{i}"},
+                    )
+                )
+                while True:
+                    event = await ws.receive_json(timeout=30)
+                    if event["type"] == "image_generated":
+                        received = time.time()
+                        break
+                    if event["type"] == "generation_failed":
+                        raise RuntimeError(f"generation failed: {event}")
+                response = await request
+                job_id = (await response.json())["job_id"]
+            async with http.get(f"{base}/api/v1/generations/{job_id}", headers=headers) as r:
+                prediction_id = (await r.json())["job"]["prediction_id"]
+            async with http.get(f"{fake}/bench/predictions") as r:
+                succeeded = next(p["succeeded"] for p in await r.json() if p["id"] == prediction_id)
+            overheads.append((received - succeeded) * 1000)
+    return {"rounds": rounds, "p50_ms": pct(overheads, 50), "p95_ms": pct(overheads, 95), "max_ms": max(overheads)}
+
+
+async def fan_out(base: str, key: str, account_id: int, viewers: int, rounds: int) -> dict[str, Any]:
+    from core.clock import SystemClock
+    from core.viewers import ViewerTokens
+
+    token, _ = ViewerTokens(SECRET.encode(), SystemClock(), 3600).mint(account_id, "fan")
+    delays: list[float] = []
+    received = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        sockets = []
+        for start in range(0, viewers, 100):
+            batch = await asyncio.gather(
+                *(
+                    http.ws_connect(f"{base}/ws/calls/fan?token={token}")
+                    for _ in range(start, min(viewers, start + 100))
+                )
+            )
+            await asyncio.gather(*(ws.receive_json() for ws in batch))
+            sockets.extend(batch)
+        headers = {"Authorization": f"Bearer {key}"}
+        for _ in range(rounds):
+            sent = time.monotonic()
+
+            async def receive(ws: Any, sent: float = sent) -> float:
+                await ws.receive_str()
+                return time.monotonic() - sent
+
+            waiting = [asyncio.create_task(receive(ws)) for ws in sockets]
+            async with http.post(
+                f"{base}/tools/show_product_image",
+                headers=headers,
+                json={"query": "black granite countertop", "conversation_id": "fan"},
+            ) as r:
+                await r.read()
+            done = await asyncio.gather(*waiting)
+            received += len(done)
+            delays.extend(d * 1000 for d in done)
+            await asyncio.sleep(0.2)
+        await asyncio.gather(*(ws.close() for ws in sockets))
+    return {
+        "viewers": viewers,
+        "rounds": rounds,
+        "received": received,
+        "p50_ms": pct(delays, 50),
+        "p99_ms": pct(delays, 99),
+        "max_ms": max(delays),
+    }
+
+
+async def main(quick: bool, only: str = "abcd") -> dict[str, Any]:
+    if not shutil.which("wrk"):
+        sys.exit("bench needs wrk (apt-get install wrk)")
+    raise_nofile()
+    tmp = Path(tempfile.mkdtemp(prefix="showme-bench-"))
+    ports = {name: free_port() for name in ("fake", "bare", "showme")}
+    base, fake = f"http://127.0.0.1:{ports['showme']}", f"http://127.0.0.1:{ports['fake']}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SHOWME_")},
+        "PYTHONPATH": str(REPO),
+        "REPLICATE_API_TOKEN": "r8_test_token",
+        "REPLICATE_BASE_URL": fake,
+        "SHOWME_SECRET_KEY": SECRET,
+        "SHOWME_DATABASE__URL": f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
+        "SHOWME_MEDIA__ROOT": str(tmp / "media"),
+        "SHOWME_SERVER__PUBLIC_URL": base,
+        "SHOWME_SERVER__ACCESS_LOG": "false",
+        "SHOWME_LOG_LEVEL": "WARNING",
+    }
+    account_id, key = await seed(env, 10_000)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, *args], env=env, cwd=tmp, stdout=subprocess.DEVNULL, preexec_fn=raise_nofile
+        )
+        procs.append(proc)
+        return proc
+
+    try:
+        start("-m", "bench.fake_replicate", "--port", str(ports["fake"]), "--duration", "2", "--size", "1024")
+        start("-m", "bench.bare", "--port", str(ports["bare"]))
+        server = start("-m", "tools.cli", "serve", "--port", str(ports["showme"]))
+        print(f"showme pid {server.pid} at {base}, data in {tmp}", flush=True)
+        for url in (f"{fake}/bench/predictions", f"http://127.0.0.1:{ports['bare']}/", f"{base}/healthz"):
+            await wait_http(url)
+        queries = [
+            f"{c} {m} {p}"
+            for c, m, p in zip(
+                random.Random(1).choices(COLORS, k=200),
+                random.Random(2).choices(MATERIALS, k=200),
+                random.Random(3).choices(PRODUCTS, k=200),
+                strict=True,
+            )
+        ]
+        seconds = 5 if quick else 10
+        results: dict[str, Any] = {}
+        if "a" in only:
+            wrk(f"{base}/tools/show_product_image", key, queries, 2)  # warm-up
+            bare = wrk(f"http://127.0.0.1:{ports['bare']}/tools/show_product_image", key, queries, seconds)
+            ours = wrk(f"{base}/tools/show_product_image", key, queries, seconds)
+            results["a_show_product_image"] = {"bare": bare, "showme": ours, "ratio": ours["rps"] / bare["rps"]}
+            print("a", json.dumps(results["a_show_product_image"]), flush=True)
+        if "b" in only:
+            results["b_generate_burst"] = await burst(base, key, fake, server.pid, 100)
+            print("b", json.dumps(results["b_generate_burst"]), flush=True)
+        if "c" in only:
+            results["c_time_to_screen"] = await time_to_screen(base, key, fake, 10 if quick else 30)
+            print("c", json.dumps(results["c_time_to_screen"]), flush=True)
+        if "d" in only:
+            results["d_viewer_fan_out"] = await fan_out(base, key, account_id, 1000, 5 if quick else 10)
+            print("d", json.dumps(results["d_viewer_fan_out"]), flush=True)
+        return results
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if not os.environ.get("SHOWME_BENCH_KEEP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(r: dict[str, Any]) -> str:
+    a, b, c, d = r["a_show_product_image"], r["b_generate_burst"], r["c_time_to_screen"], r["d_viewer_fan_out"]
+    ours, bare = a["showme"], a["bare"]
+    return "\n".join(
+        [
+            f"(a) show_product_image, 50 connections, 10,000 assets: {ours['rps']:.0f} req/s vs bare aiohttp "
+            f"{bare['rps']:.0f} req/s -> ratio {a['ratio']:.2f} (target >= 0.5); "
+            f"p50 {ours['p50_ms']:.1f} ms, p99 {ours['p99_ms']:.1f} ms (target <= 25); non-2xx {ours['non_2xx']}",
+            f"(b) 100 concurrent generate_image, provider 2 s: {b['ready']}/{b['calls']} ready, "
+            f"p50 {b['p50_s']:.2f} s, p99 {b['p99_s']:.2f} s (target <= 2.2); "
+            f"server RSS {b['rss_mb']:.0f} MB, peak {b['peak_rss_mb']:.0f} MB (target <= 300); "
+            f"{b['creates']} creates, at most {b['max_creates_in_60s']} in any 60 s (limit 600)",
+            f"(c) time-to-screen overhead over {c['rounds']} images: "
+            f"p50 {c['p50_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms (target <= 50), max {c['max_ms']:.1f} ms",
+            f"(d) {d['viewers']} viewers x {d['rounds']} events: {d['received']} received, "
+            f"p50 {d['p50_ms']:.1f} ms, p99 {d['p99_ms']:.1f} ms (target <= 100)",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="abcd", help="which measurements, e.g. 'ab' (default: all)")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
+    options = parser.parse_args()
+    outcome = asyncio.run(main(options.quick, options.only))
+    if options.only == "abcd":
+        Path(options.out).write_text(json.dumps(outcome, indent=2) + "\n")
+        print(report(outcome))
