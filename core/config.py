@@ -45,6 +45,9 @@ class MediaSettings(_Section):
         default=None, description="Base URL of /media; defaults to server.public_url + '/media'"
     )
     thumbnail_pixels: int = Field(default=512, ge=64, le=2048)
+    search_cache_seconds: float = Field(
+        default=30, ge=0, description="search results are reused this long unless this process changes the library"
+    )
 
 
 class ServerSettings(_Section):
@@ -93,6 +96,9 @@ class GenerationSettings(_Section):
         default=30, gt=0, description="a job whose runner stops renewing is resumed after this"
     )
     output_format: Literal["webp", "jpg", "png"] = "webp"
+    thumbnail_worker: Literal["process", "thread"] = Field(
+        default="process", description="process: a low-priority worker process (no GIL contention with requests)"
+    )
 
 
 class ModelSpec(_Section):

@@ -189,6 +189,14 @@ class CreditService:
             note="starter credits",
         )
 
+    def _active_any_unit(self, account_id: int, now: datetime):  # type: ignore[no-untyped-def]
+        return and_(
+            CreditGrant.account_id == account_id,
+            CreditGrant.remaining > 0,
+            CreditGrant.voided_at.is_(None),
+            or_(CreditGrant.expires_at.is_(None), CreditGrant.expires_at > now),
+        )
+
     def _active(self, account_id: int, unit: str, now: datetime):  # type: ignore[no-untyped-def]
         return and_(
             CreditGrant.account_id == account_id,
@@ -199,13 +207,15 @@ class CreditService:
         )
 
     async def _eligible_grants(
-        self, session: AsyncSession, account_id: int, unit: str, model: str | None
+        self, session: AsyncSession, account_id: int, unit: str | None, model: str | None
     ) -> list[CreditGrant]:
+        """Active grants in burn-down order; ``unit`` None means every unit (one query for ``choose_charge``)."""
         now = self.clock.now()
+        condition = self._active(account_id, unit, now) if unit else self._active_any_unit(account_id, now)
         rows = (
             await session.scalars(
                 select(CreditGrant)
-                .where(self._active(account_id, unit, now))
+                .where(condition)
                 .order_by(
                     CreditGrant.priority, nulls_last(CreditGrant.expires_at), CreditGrant.created_at, CreditGrant.id
                 )
@@ -215,16 +225,25 @@ class CreditService:
 
     async def choose_charge(
         self, session: AsyncSession, *, account_id: int, model: str, outputs: int, credits_per_output: int
-    ) -> Charge:
+    ) -> tuple[Charge, list[CreditGrant]]:
         """How a generation of ``outputs`` images of ``model`` is paid: from an active session image quota
-        that covers every output and admits the model, else ``outputs × credits_per_output`` credits."""
-        quota = sum(g.remaining for g in await self._eligible_grants(session, account_id, "image", model))
-        if quota >= outputs:
-            return Charge("image", outputs)
-        return Charge("credit", outputs * credits_per_output)
+        that covers every output and admits the model, else ``outputs × credits_per_output`` credits.
+        Returns the charge and the grants it would burn (hand both to ``hold``)."""
+        grants = await self._eligible_grants(session, account_id, None, model)
+        images = [g for g in grants if g.unit == "image"]
+        if sum(g.remaining for g in images) >= outputs:
+            return Charge("image", outputs), images
+        return Charge("credit", outputs * credits_per_output), [g for g in grants if g.unit == "credit"]
 
     async def hold(
-        self, session: AsyncSession, *, account_id: int, job_id: str, charge: Charge, model: str | None = None
+        self,
+        session: AsyncSession,
+        *,
+        account_id: int,
+        job_id: str,
+        charge: Charge,
+        model: str | None = None,
+        grants: list[CreditGrant] | None = None,
     ) -> list[tuple[int, int]]:
         """Take ``charge`` from the account's grants in burn-down order and record ``hold`` entries.
 
@@ -233,7 +252,8 @@ class CreditService:
         """
         if charge.amount == 0:
             return []
-        grants = await self._eligible_grants(session, account_id, charge.unit, model)
+        if grants is None:
+            grants = await self._eligible_grants(session, account_id, charge.unit, model)
         available = sum(g.remaining for g in grants)
         if available < charge.amount:
             noun = "credits" if charge.unit == "credit" else f"{charge.unit} quota"
@@ -276,6 +296,8 @@ class CreditService:
         return taken
 
     async def _lock_job_account(self, session: AsyncSession, job_id: str) -> None:
+        if self.db.is_sqlite:
+            return  # BEGIN IMMEDIATE already excludes every other writer
         account_id = await session.scalar(select(Job.account_id).where(Job.id == job_id))
         if account_id is not None:
             await self.lock_account(session, account_id)

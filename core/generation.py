@@ -20,20 +20,22 @@ import contextlib
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
 from core.config import Settings
@@ -108,7 +110,7 @@ class JobView:
 
 
 def _lowest_cpu_priority() -> None:
-    """Run this worker thread at nice 19 (Linux: per-thread priority via its native id)."""
+    """Run this worker (process or thread) at nice 19 (Linux: per-thread priority via its native id)."""
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
@@ -144,8 +146,15 @@ class GenerationService:
         self._slots = asyncio.Semaphore(settings.generation.max_concurrent_jobs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._thumbnailer = ThreadPoolExecutor(1, "thumbnails", initializer=_lowest_cpu_priority)
+        self._thumbnailer: Executor = (
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_lowest_cpu_priority)
+            if settings.generation.thumbnail_worker == "process"
+            else ThreadPoolExecutor(1, "thumbnails", initializer=_lowest_cpu_priority)
+        )
         self._prediction_ids: dict[str, str] = {}
+        self._fresh: dict[str, tuple[Any, ...]] = {}  # jobs submitted here: no need to read them back
+        self._running: dict[str, datetime] = {}  # job id → when this process started it
+        self._finished: dict[str, JobView] = {}  # just-finished jobs for waiters (kept a minute)
         self._listeners: list[Callable[[str, JobView], Any]] = []
 
     # -- validation ---------------------------------------------------------------------------------
@@ -200,46 +209,55 @@ class GenerationService:
             raise InvalidRequest("idempotency key must be at most 255 characters", field="idempotency_key")
         job_id = uuid.uuid4().hex
         now = self.clock.now()
-        try:
-            async with self.db.write() as session:
-                await self.credits.lock_account(session, account_id)
-                existing = await session.scalar(
-                    select(Job).where(Job.account_id == account_id, Job.idempotency_key == key)
-                )
-                if existing is not None:
-                    return await self._same_request(existing, request_hash)
-                charge = await self.credits.choose_charge(
-                    session,
+
+        async def create(session: AsyncSession) -> Job | None:
+            """The job and its hold, or the job already holding this idempotency key."""
+            await self.credits.lock_account(session, account_id)
+            existing = await session.scalar(select(Job).where(Job.account_id == account_id, Job.idempotency_key == key))
+            if existing is not None:
+                return existing
+            charge, grants = await self.credits.choose_charge(
+                session,
+                account_id=account_id,
+                model=model_name,
+                outputs=request.num_outputs,
+                credits_per_output=spec.price,
+            )
+            await session.execute(
+                insert(Job).values(
+                    id=job_id,
                     account_id=account_id,
+                    kind="image",
                     model=model_name,
-                    outputs=request.num_outputs,
-                    credits_per_output=spec.price,
+                    prompt=prompt,
+                    params=params,
+                    num_outputs=request.num_outputs,
+                    status="queued",
+                    prediction_id=None,
+                    error_code=None,
+                    error=None,
+                    unit=charge.unit,
+                    cost=charge.amount,
+                    charged=0,
+                    charge_state="held",
+                    source=request.source,
+                    conversation_id=request.conversation_id,
+                    idempotency_key=key,
+                    request_hash=request_hash,
+                    lease_owner=self.runner_id,
+                    lease_expires_at=now + timedelta(seconds=self.settings.generation.lease_seconds),
+                    created_at=now,
+                    started_at=None,
+                    finished_at=None,
                 )
-                session.add(
-                    Job(
-                        id=job_id,
-                        account_id=account_id,
-                        kind="image",
-                        model=model_name,
-                        prompt=prompt,
-                        params=params,
-                        num_outputs=request.num_outputs,
-                        status="queued",
-                        unit=charge.unit,
-                        cost=charge.amount,
-                        charged=0,
-                        charge_state="held",
-                        source=request.source,
-                        conversation_id=request.conversation_id,
-                        idempotency_key=key,
-                        request_hash=request_hash,
-                        lease_owner=self.runner_id,
-                        lease_expires_at=now + timedelta(seconds=self.settings.generation.lease_seconds),
-                        created_at=now,
-                    )
-                )
-                await session.flush()
-                await self.credits.hold(session, account_id=account_id, job_id=job_id, charge=charge, model=model_name)
+            )
+            await self.credits.hold(
+                session, account_id=account_id, job_id=job_id, charge=charge, model=model_name, grants=grants
+            )
+            return None
+
+        try:
+            existing = await self.db.run_write(create)
         except IntegrityError:
             # Another process inserted the same idempotency key between our read and our insert.
             async with self.db.read() as session:
@@ -248,7 +266,9 @@ class GenerationService:
                 )
             if existing is None:
                 raise
+        if existing is not None:
             return await self._same_request(existing, request_hash)
+        self._fresh[job_id] = (None, model_name, params, request.num_outputs, account_id, prompt, None)
         view = await self.get(job_id)
         self._notify("generation_started", view)
         self._spawn(job_id)
@@ -273,10 +293,11 @@ class GenerationService:
         if job is None or (account_id is not None and job.account_id != account_id):
             raise NotFound(f"job {job_id} does not exist")
         assets = await self.library.for_job(job_id) if job.status == "succeeded" else []
+        running = job.status == "queued" and job_id in self._running
         return JobView(
             id=job.id,
             account_id=job.account_id,
-            status=job.status,
+            status="running" if running else job.status,
             model=job.model,
             prompt=job.prompt,
             styled_prompt=str(job.params.get("styled_prompt") or job.prompt),
@@ -292,7 +313,7 @@ class GenerationService:
             conversation_id=job.conversation_id,
             source=job.source,
             created_at=job.created_at,
-            started_at=job.started_at,
+            started_at=job.started_at or self._running.get(job_id),
             finished_at=job.finished_at,
             assets=assets,
         )
@@ -309,7 +330,8 @@ class GenerationService:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(task), remaining)
-                return await self.get(job_id)
+                finished = self._finished.get(job_id)
+                return finished if finished is not None else await self.get(job_id)
             view = await self.get(job_id)
             if view.done or (deadline is not None and time.monotonic() >= deadline):
                 return view
@@ -340,13 +362,22 @@ class GenerationService:
         lease = self.settings.generation.lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
-            async with self.db.write() as session:
-                await session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.lease_owner == self.runner_id)
-                    .values(lease_expires_at=self.clock.now() + timedelta(seconds=lease))
-                    .execution_options(synchronize_session=False)
-                )
+            await self._update_job(
+                job_id, Job.lease_owner == self.runner_id, lease_expires_at=self.clock.now() + timedelta(seconds=lease)
+            )
+
+    async def _update_job(self, job_id: str, *conditions: Any, **values: Any) -> None:
+        """One conditional ``UPDATE jobs`` through the group commit."""
+
+        async def op(session: AsyncSession) -> None:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id, *conditions)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+        await self.db.run_write(op)
 
     async def _run(self, job_id: str) -> None:
         async with self._slots:
@@ -361,20 +392,37 @@ class GenerationService:
                 log.exception("job %s failed unexpectedly", job_id)
                 await self._fail(job_id, ProviderError(f"unexpected error: {type(err).__name__}: {err}"))
             finally:
+                self._running.pop(job_id, None)
+                self._fresh.pop(job_id, None)
                 renewer.cancel()
                 await asyncio.gather(renewer, return_exceptions=True)
 
     async def _execute(self, job_id: str) -> None:
-        async with self.db.write() as session:
+        async def start(session: AsyncSession) -> tuple[Any, ...] | None:
             job = await session.get(Job, job_id)
             if job is None or job.status in FINISHED:
-                return
+                return None
             job.status = "running"
             job.started_at = job.started_at or self.clock.now()
-            prediction_id = job.prediction_id
-            model_name, params, num_outputs = job.model, dict(job.params), job.num_outputs
-            account_id, prompt = job.account_id, job.prompt
-            started_at = job.started_at
+            await session.flush()
+            return (
+                job.prediction_id,
+                job.model,
+                dict(job.params),
+                job.num_outputs,
+                job.account_id,
+                job.prompt,
+                job.started_at,
+            )
+
+        started = self._fresh.pop(job_id, None)
+        if started is None:  # resumed after a restart: read it back and mark it running
+            started = await self.db.run_write(start)
+            if started is None:
+                return
+        prediction_id, model_name, params, num_outputs, account_id, prompt, started_at = started
+        self._running[job_id] = started_at or self.clock.now()
+        started_at = self._running[job_id]
         spec = self.settings.models.get(model_name)
         if spec is None:
             raise InvalidRequest(f"model {model_name!r} is no longer configured", field="model")
@@ -399,13 +447,7 @@ class GenerationService:
             self._prediction_ids[job_id] = state.id
             if not state.done:
                 # Durability: from here on a restart must find the prediction to resume it.
-                async with self.db.write() as session:
-                    await session.execute(
-                        update(Job)
-                        .where(Job.id == job_id)
-                        .values(prediction_id=state.id)
-                        .execution_options(synchronize_session=False)
-                    )
+                await self._update_job(job_id, prediction_id=state.id, status="running", started_at=started_at)
                 state = await self.provider.wait(state.id, timeout=max(0.0, timeout - (time.monotonic() - began)))
         if state.status == "failed":
             raise ModelFailed(f"the model failed: {state.error or 'no error message given'}")
@@ -468,21 +510,24 @@ class GenerationService:
         task.add_done_callback(self._background.discard)
 
     async def _make_thumbnails(self, job_id: str, outputs: dict[int, bytes]) -> None:
-        """Thumbnails for a finished job's assets: one thread at the lowest CPU priority, so they use spare
-        CPU and never slow down jobs and tool calls in flight."""
+        """Thumbnails for a finished job's assets, in one worker (a process by default) at the lowest CPU
+        priority: they use spare CPU and never hold the GIL that requests in flight need."""
         for index, data in outputs.items():
             try:
                 thumb = await asyncio.get_running_loop().run_in_executor(
                     self._thumbnailer, make_thumbnail, data, self.settings.media.thumbnail_pixels
                 )
                 stored = await self.blobs.put(thumb, ".webp", prefix="thumbs/")
-                async with self.db.write() as session:
+
+                async def set_thumb(session: AsyncSession, index: int = index, key: str = stored.key) -> None:
                     await session.execute(
                         update(Asset)
                         .where(Asset.job_id == job_id, Asset.output_index == index)
-                        .values(thumb_key=stored.key)
+                        .values(thumb_key=key)
                         .execution_options(synchronize_session=False)
                     )
+
+                await self.db.run_write(set_thumb)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -497,11 +542,11 @@ class GenerationService:
         params: dict[str, Any],
         stored: list[tuple[int, dict[str, Any]]],
     ) -> None:
-        async with self.db.write() as session:
+        async def finish(session: AsyncSession) -> bool:
             await self.credits.lock_account(session, account_id)
             job = await session.get(Job, job_id)
             if job is None or job.status in FINISHED:
-                return
+                return False
             for index, blob in stored:
                 await session.execute(
                     _insert(self.db)(Asset)
@@ -532,17 +577,32 @@ class GenerationService:
                 .where(Job.id == job_id, Job.status.in_(ACTIVE))
                 .values(
                     status="succeeded",
+                    started_at=func.coalesce(Job.started_at, self._running.get(job_id)),
                     finished_at=self.clock.now(),
                     lease_owner=None,
                     prediction_id=self._prediction_ids.pop(job_id, job.prediction_id),
                 )
                 .execution_options(synchronize_session=False)
             )
-        self._notify("image_generated", await self.get(job_id))
+            return True
+
+        if not await self.db.run_write(finish):
+            return
+        self.library.invalidate(account_id)  # the new images are searchable by their prompt
+        self._notify("image_generated", await self._remember(job_id))
+
+    async def _remember(self, job_id: str) -> JobView:
+        """Read the finished job once, for its listeners and its waiters."""
+        self._running.pop(job_id, None)
+        view = await self.get(job_id)
+        self._finished[job_id] = view
+        asyncio.get_running_loop().call_later(60, self._finished.pop, job_id, None)
+        return view
 
     async def _fail(self, job_id: str, err: ShowmeError) -> None:
         prediction_id = self._prediction_ids.pop(job_id, None)
-        async with self.db.write() as session:
+
+        async def fail(session: AsyncSession) -> None:
             await self.credits.release(session, job_id, reason=err.code)
             if prediction_id:
                 await session.execute(
@@ -555,6 +615,7 @@ class GenerationService:
                 update(Job)
                 .where(Job.id == job_id, Job.status.in_(ACTIVE))
                 .values(
+                    started_at=func.coalesce(Job.started_at, self._running.get(job_id)),
                     status="canceled" if isinstance(err, GenerationCanceled) else "failed",
                     error_code=err.code,
                     error=err.message,
@@ -563,7 +624,9 @@ class GenerationService:
                 )
                 .execution_options(synchronize_session=False)
             )
-        self._notify("generation_failed", await self.get(job_id))
+
+        await self.db.run_write(fail)
+        self._notify("generation_failed", await self._remember(job_id))
 
     # -- restart -------------------------------------------------------------------------------------
 

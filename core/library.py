@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
@@ -112,11 +113,22 @@ def query_terms(query: str, limit: int = 12) -> list[str]:
 class Library:
     """Library assets of all accounts; every read is scoped to one account."""
 
-    def __init__(self, db: Database, blobs: LocalBlobStore, media_base_url: str, clock: Clock) -> None:
+    def __init__(
+        self, db: Database, blobs: LocalBlobStore, media_base_url: str, clock: Clock, *, cache_seconds: float = 0
+    ) -> None:
         self.db = db
         self.blobs = blobs
         self.media_base_url = media_base_url.rstrip("/")
         self.clock = clock
+        self.cache_seconds = cache_seconds
+        # (account, terms, limit) → (monotonic expiry, hits). Voice agents ask for the same few products over and
+        # over; a search costs milliseconds of bm25 over every matching asset, a cache hit microseconds.
+        self._cache: dict[tuple[int, tuple[str, ...], int], tuple[float, list[SearchHit]]] = {}
+
+    def invalidate(self, account_id: int) -> None:
+        """Forget cached searches of ``account_id`` (call after its library changed)."""
+        for key in [k for k in self._cache if k[0] == account_id]:
+            del self._cache[key]
 
     def url_for(self, key: str) -> str:
         return f"{self.media_base_url}/{key}"
@@ -195,28 +207,31 @@ class Library:
                 existing.category, existing.folder = category, folder
                 existing.updated_at = self.clock.now()
                 await session.flush()
-                return self.view(existing), False
-            asset = await self.add(
-                session,
-                account_id=account_id,
-                kind="image",
-                blob_key=blob.key,
-                thumb_key=thumb.key,
-                mime=info.mime,
-                size_bytes=blob.size_bytes,
-                width=info.width,
-                height=info.height,
-                sha256=blob.sha256,
-                name=name,
-                description=description,
-                tags=tags,
-                category=category,
-                folder=folder,
-                favorite=False,
-                use_count=0,
-                view_count=0,
-            )
-            return self.view(asset), True
+                result = self.view(existing), False
+            else:
+                asset = await self.add(
+                    session,
+                    account_id=account_id,
+                    kind="image",
+                    blob_key=blob.key,
+                    thumb_key=thumb.key,
+                    mime=info.mime,
+                    size_bytes=blob.size_bytes,
+                    width=info.width,
+                    height=info.height,
+                    sha256=blob.sha256,
+                    name=name,
+                    description=description,
+                    tags=tags,
+                    category=category,
+                    folder=folder,
+                    favorite=False,
+                    use_count=0,
+                    view_count=0,
+                )
+                result = self.view(asset), True
+        self.invalidate(account_id)  # after the commit, so no search can cache the old library again
+        return result
 
     async def get(self, account_id: int, asset_id: int) -> AssetView:
         """The account's asset; raises ``NotFound`` for another account's or a missing asset."""
@@ -244,6 +259,18 @@ class Library:
         terms = query_terms(query)
         if not terms:
             return []
+        key = (account_id, tuple(terms), limit)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        hits = await self._search(account_id, terms, limit)
+        if self.cache_seconds > 0:
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[key] = (time.monotonic() + self.cache_seconds, hits)
+        return hits
+
+    async def _search(self, account_id: int, terms: list[str], limit: int) -> list[SearchHit]:
         async with self.db.read() as session:
             if self.db.is_sqlite:
                 match = " OR ".join(f'"{t}"*' for t in terms)
@@ -344,36 +371,46 @@ class UseRecorder:
             raise InvalidRequest(f"use kind must be one of {', '.join(USE_KINDS)}", field="kind")
         self._pending.append(PendingUse(account_id, asset_id, kind, actor, conversation_id, self.clock.now()))
 
-    async def flush(self) -> int:
-        """Write every pending use; returns how many."""
-        batch, self._pending = self._pending, []
-        if not batch:
-            return 0
-        counts: dict[tuple[int, bool], int] = {}
-        for use in batch:
-            key = (use.asset_id, use.kind == "view")
-            counts[key] = counts.get(key, 0) + 1
-        async with self.db.write() as session:
-            session.add_all(
-                AssetUse(
-                    asset_id=u.asset_id,
-                    account_id=u.account_id,
-                    kind=u.kind,
-                    actor=u.actor,
-                    conversation_id=u.conversation_id,
-                    created_at=u.at,
-                )
-                for u in batch
-            )
-            for (asset_id, is_view), n in counts.items():
-                column = Asset.view_count if is_view else Asset.use_count
+    async def flush(self, chunk: int = 2000) -> int:
+        """Write every pending use, ``chunk`` per transaction (Core executemany, so the event loop is never held
+        for long); returns how many."""
+        written = 0
+        while self._pending:
+            batch, self._pending = self._pending[:chunk], self._pending[chunk:]
+            counts: dict[tuple[int, bool], int] = {}
+            for use in batch:
+                key = (use.asset_id, use.kind == "view")
+                counts[key] = counts.get(key, 0) + 1
+
+            async def write(
+                session: AsyncSession, batch: list[PendingUse] = batch, counts: dict[tuple[int, bool], int] = counts
+            ) -> None:
                 await session.execute(
-                    update(Asset)
-                    .where(Asset.id == asset_id)
-                    .values({column: column + n})
-                    .execution_options(synchronize_session=False)
+                    insert(AssetUse),
+                    [
+                        {
+                            "asset_id": u.asset_id,
+                            "account_id": u.account_id,
+                            "kind": u.kind,
+                            "actor": u.actor,
+                            "conversation_id": u.conversation_id,
+                            "created_at": u.at,
+                        }
+                        for u in batch
+                    ],
                 )
-        return len(batch)
+                for (asset_id, is_view), n in counts.items():
+                    column = Asset.view_count if is_view else Asset.use_count
+                    await session.execute(
+                        update(Asset)
+                        .where(Asset.id == asset_id)
+                        .values({column: column + n})
+                        .execution_options(synchronize_session=False)
+                    )
+
+            await self.db.run_write(write)
+            written += len(batch)
+        return written
 
     async def run(self) -> None:
         """Flush every ``interval`` seconds until cancelled."""

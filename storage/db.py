@@ -10,14 +10,18 @@ On PostgreSQL, write transactions lock the account row they touch (``SELECT … 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+T = TypeVar("T")
+WriteOp = Callable[[AsyncSession], Awaitable[Any]]
 
 _IMMEDIATE = "showme_immediate"
 
@@ -78,6 +82,8 @@ class Database:
         # process queue here instead (FIFO, woken at once, holding no pool connection); other processes
         # sharing the file still meet the busy timeout.
         self._sqlite_writer = asyncio.Lock() if self.is_sqlite else None
+        self._pending: deque[tuple[WriteOp, asyncio.Future[Any]]] = deque()
+        self._flusher: asyncio.Task[None] | None = None
         self._reader = async_sessionmaker(engine, expire_on_commit=False)
         self._writer = async_sessionmaker(engine.execution_options(**{_IMMEDIATE: True}), expire_on_commit=False)
 
@@ -98,10 +104,54 @@ class Database:
         async with self._sqlite_writer, self._writer() as session, session.begin():
             yield session
 
+    async def run_write(self, op: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``op(session)`` in a write transaction and return its result once committed.
+
+        On SQLite, operations that arrive together share one transaction (group commit), each inside its own
+        SAVEPOINT: an operation that raises is rolled back alone and its caller gets the exception; the others
+        commit. This turns a burst of small writes (jobs created and finished at the same moment) from a queue
+        of transactions into a few. On PostgreSQL each operation is its own transaction (real write
+        concurrency; batching unrelated accounts there could deadlock across replicas)."""
+        if not self.is_sqlite:
+            async with self.write() as session:
+                return await op(session)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_pending())
+        return await asyncio.shield(future)
+
+    async def _flush_pending(self, max_batch: int = 64) -> None:
+        while self._pending:
+            batch = [self._pending.popleft() for _ in range(min(max_batch, len(self._pending)))]
+            outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            try:
+                async with self.write() as session:
+                    for op, future in batch:
+                        try:
+                            async with session.begin_nested():
+                                outcomes.append((future, await op(session), None))
+                        except Exception as err:
+                            outcomes.append((future, None, err))
+            except Exception as err:  # the commit itself failed: nothing of this batch was written
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            for future, value, error in outcomes:
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(value)
+
     async def ping(self) -> None:
         """Run ``SELECT 1``; raises the driver's error when the database is unreachable."""
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         await self.engine.dispose()

@@ -93,7 +93,11 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "database": {"url": database_url},
         "media": {"root": str(tmp_path / "media")},
         "server": {"secret_key_file": str(tmp_path / "secret_key")},
-        "generation": {"download_backoff_seconds": [0.01, 0.02, 0.04], "lease_seconds": 30},
+        "generation": {
+            "download_backoff_seconds": [0.01, 0.02, 0.04],
+            "lease_seconds": 30,
+            "thumbnail_worker": "thread",
+        },
         "replicate": {"wait_seconds": 5, "timeout_seconds": 10},
         "prompts": {"blocked_terms": ["gore"]},
     }

@@ -21,7 +21,7 @@ from core.services import open_services
 from storage.blobs import InvalidBlobKey
 from tools import api, dialects, viewers, webhooks
 from tools.http import SERVICES, SETTINGS
-from tools.metrics import METRICS, Metrics, count_requests, metrics_handler
+from tools.metrics import METRICS, Metrics, metrics_handler
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,7 @@ def create_app(
 ) -> web.Application:
     """Build the aiohttp application for ``settings``. ``clock``, ``provider`` and ``secrets`` replace the
     defaults (system clock, Replicate with ``REPLICATE_API_TOKEN``) in tests."""
-    app = web.Application(
-        middlewares=[count_requests, error_middleware], client_max_size=settings.tools.upload_max_bytes + 65536
-    )
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.tools.upload_max_bytes + 65536)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
 

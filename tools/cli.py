@@ -192,6 +192,7 @@ async def cmd_generate(args: argparse.Namespace, s: Services) -> int:
         idempotency_key=args.idempotency_key,
     )
     job = await s.generation.generate(args.account, request)
+    await s.generation.drain()  # its thumbnails, before the process exits
     balance = await s.credits.balance(args.account)
     _emit(args, {"job": job, "balance": balance}, _job_text(job, balance.credits))
     if job.status == "succeeded":
@@ -466,6 +467,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handler: Callable[..., Awaitable[int]] = args.handler
     if getattr(args, "raw", False):
         return await handler(args, settings)
+    # One-shot commands make thumbnails in a thread: a worker process would cost more to start than it saves.
+    settings.generation.thumbnail_worker = "thread"
     async with open_services(settings) as services:
         return await handler(args, services)
 

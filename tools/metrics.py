@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -45,12 +43,6 @@ class Metrics:
             "showme_credits_spent_total", "Units charged for generations", ["unit"], registry=self.registry
         )
         self.viewers = Gauge("showme_viewers_connected", "Open viewer WebSockets", registry=self.registry)
-        self.http_requests = Counter(
-            "showme_http_requests_total",
-            "HTTP requests by route and status",
-            ["route", "status"],
-            registry=self.registry,
-        )
 
     def on_job(self, event: str, job: JobView) -> None:
         """``GenerationService`` listener."""
@@ -73,11 +65,3 @@ METRICS = web.AppKey("metrics", Metrics)
 async def metrics_handler(request: web.Request) -> web.Response:
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
-
-
-@web.middleware
-async def count_requests(request: web.Request, handler: Any) -> web.StreamResponse:
-    response: web.StreamResponse = await handler(request)
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    request.app[METRICS].http_requests.labels(route, str(response.status)).inc()
-    return response

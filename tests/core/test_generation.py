@@ -263,3 +263,29 @@ async def test_create_window_paces_beyond_the_limit() -> None:
     assert slept == []  # a burst under the limit goes out at once
     await window.acquire()
     assert len(slept) == 1 and 59 < slept[0] <= 60
+
+
+async def test_thumbnails_in_a_worker_process(services: Services, replicate_fake: FakeReplicate) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from core.config import load_settings
+    from core.generation import GenerationService
+
+    settings = load_settings(None)
+    assert settings.generation.thumbnail_worker == "process"
+    generation = GenerationService(
+        db=services.db,
+        settings=settings.model_copy(update={"media": services.settings.media}),
+        credits=services.credits,
+        library=services.library,
+        provider=services.provider,
+        blobs=services.blobs,
+        clock=services.clock,
+    )
+    assert isinstance(generation._thumbnailer, ProcessPoolExecutor)
+    account = await _account(services)
+    job = await generation.generate(account, GenerationRequest(prompt="a thumbnail test"))
+    await generation.drain()
+    thumb = (await services.library.get(account, job.assets[0].id)).thumb_key
+    assert thumb and services.blobs.local_path(thumb).exists()
+    await generation.close()
