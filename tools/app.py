@@ -22,6 +22,7 @@ from storage.blobs import InvalidBlobKey
 from tools import api, dialects, viewers, webhooks
 from tools.http import SERVICES, SETTINGS
 from tools.metrics import METRICS, Metrics, metrics_handler
+from tools.viewers import VIEWER_SOCKETS, SocketSet
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +133,13 @@ def create_app(
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app[VIEWER_SOCKETS] = viewers.SocketSet()
+    app[VIEWER_SOCKETS] = SocketSet()
     app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(uses_ctx)
     app.cleanup_ctx.append(resume_ctx)
     app.on_shutdown.append(close_viewers)
     add_routes(app)
     return app
-
-
-VIEWER_SOCKETS = viewers.VIEWER_SOCKETS
 
 
 def add_routes(app: web.Application) -> None:
