@@ -46,7 +46,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-async def live(aiohttp_server: Any, database_url: str, tmp_path: Path, replicate_fake: FakeReplicate) -> Any:
+async def live(database_url: str, tmp_path: Path, replicate_fake: FakeReplicate, aiohttp_server: Any) -> Any:
     port = _free_port()
     settings: Settings = make_settings(database_url, tmp_path, server={"public_url": f"http://127.0.0.1:{port}"})
     app = create_app(settings, secrets=Secrets(REPLICATE_API_TOKEN=replicate_fake.token, SHOWME_SECRET_KEY="k"))

@@ -59,8 +59,9 @@ def png(color: tuple[int, int, int] = (10, 20, 30), size: tuple[int, int] = (40,
 
 @pytest.fixture
 async def server(
-    aiohttp_client: Any, settings: Settings, replicate_fake: FakeReplicate, clock: ManualClock
+    settings: Settings, replicate_fake: FakeReplicate, clock: ManualClock, aiohttp_client: Any
 ) -> AsyncIterator[Server]:
+    # aiohttp_client comes last so it is torn down first: the app's shutdown still writes to the database.
     settings.tools.max_wait_seconds = 5
     secrets = Secrets(
         REPLICATE_API_TOKEN=replicate_fake.token,

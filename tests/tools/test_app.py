@@ -10,7 +10,7 @@ from tests.fakes.replicate import FakeReplicate
 from tools.app import SERVICES, create_app
 
 
-async def test_healthz_media_and_errors(aiohttp_client: Any, settings: Settings, replicate_fake: FakeReplicate) -> None:
+async def test_healthz_media_and_errors(settings: Settings, replicate_fake: FakeReplicate, aiohttp_client: Any) -> None:
     app = create_app(settings, secrets=Secrets(REPLICATE_API_TOKEN=replicate_fake.token))
     client = await aiohttp_client(app)
     response = await client.get("/healthz")
