@@ -6,6 +6,8 @@ person can act on, and an HTTP ``status`` for the web boundary.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ShowmeError(Exception):
     code = "internal_error"
@@ -15,6 +17,16 @@ class ShowmeError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+def invalid_from_validation(err: Any) -> InvalidRequest:
+    """The first problem of a pydantic ``ValidationError`` as one ``InvalidRequest`` naming the field."""
+    first = err.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "body"
+    reason = {"missing": "is required", "extra_forbidden": "is not a known field"}.get(
+        first["type"], first["msg"].lower()
+    )
+    return InvalidRequest(f"{name} {reason}", field=name)
 
 
 class ConfigError(ShowmeError):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from core.clock import Clock
 from core.config import Settings
-from core.errors import InvalidRequest, NotFound, ProviderError, ShowmeError
+from core.errors import InvalidRequest, NotFound, ProviderError, ShowmeError, invalid_from_validation
 from core.gallery import Gallery
 from core.generation import GenerationRequest, GenerationService, JobView
 from core.library import Library, UseRecorder
@@ -114,10 +114,7 @@ class Tool:
         try:
             parsed = self.model.model_validate(arguments)
         except ValidationError as err:
-            first = err.errors()[0]
-            name = ".".join(str(x) for x in first["loc"]) or "arguments"
-            message = "is required" if first["type"] == "missing" else first["msg"].lower()
-            raise InvalidRequest(f"{name} {message}", field=name) from err
+            raise invalid_from_validation(err) from err
         for p in self.params:
             value = getattr(parsed, p.name)
             if value is None:

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import InvalidRequest
+from core.errors import InvalidRequest, invalid_from_validation
 from core.generation import GenerationRequest, JobView
 from core.tools import FORMATS
-from tools.http import SERVICES, SETTINGS, BodyTooLarge, authenticate, read_json
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+from tools.http import SERVICES, SETTINGS, BodyTooLarge, authenticate, plain, read_json
 
 
 def job_json(job: JobView) -> dict[str, Any]:
-    data = _plain(asdict(job))
+    data = plain(job)
     for asset in data["assets"]:
         asset.pop("file_path", None)
     return data
@@ -49,12 +37,7 @@ def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        name = ".".join(str(x) for x in first["loc"]) or "body"
-        reason = "is required" if first["type"] == "missing" else first["msg"].lower()
-        if first["type"] == "extra_forbidden":
-            reason = "is not a known field"
-        raise InvalidRequest(f"{name} {reason}", field=name) from err
+        raise invalid_from_validation(err) from err
 
 
 async def create_generation(request: web.Request) -> web.Response:
@@ -92,7 +75,7 @@ async def get_generation(request: web.Request) -> web.Response:
 async def get_credits(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     balance = await request.app[SERVICES].credits.balance(caller.account_id)
-    return web.json_response(_plain(asdict(balance)))
+    return web.json_response(plain(balance))
 
 
 async def upload_asset(request: web.Request) -> web.Response:
@@ -133,7 +116,7 @@ async def upload_asset(request: web.Request) -> web.Response:
         folder=fields.get("folder") or None,
         thumbnail_pixels=settings.media.thumbnail_pixels,
     )
-    payload = _plain(asdict(asset))
+    payload = plain(asset)
     payload.pop("file_path", None)
     return web.json_response({"asset": payload, "created": created}, status=201 if created else 200)
 
@@ -148,7 +131,7 @@ async def search_library(request: web.Request) -> web.Response:
     hits = await request.app[SERVICES].library.search(caller.account_id, query, limit=limit)
     results = []
     for hit in hits:
-        asset = _plain(asdict(hit.asset))
+        asset = plain(hit.asset)
         asset.pop("file_path", None)
         results.append({"rank": hit.rank, "asset": asset})
     return web.json_response({"results": results})

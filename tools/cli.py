@@ -15,8 +15,6 @@ import os
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, is_dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from core.generation import GenerationRequest, JobView
 from core.services import Services, open_services
 from storage import migrate
 from storage.db import Database, create_engine
+from tools.http import plain
 
 EXIT_CODES: list[tuple[type[ShowmeError], int]] = [
     (ConfigError, 78),
@@ -58,21 +57,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _jsonable(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     if args.json:
-        print(json.dumps(_jsonable(payload), indent=2, sort_keys=True))
+        print(json.dumps(plain(payload), indent=2, sort_keys=True))
     else:
         print(text)
 

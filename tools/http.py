@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,19 @@ class BodyTooLarge(ShowmeError):
 class Caller:
     account_id: int
     scopes: tuple[str, ...]
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses, dicts, lists and datetimes as JSON-ready values (ISO 8601 times)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
