@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from core.clock import Clock
 from core.config import Secrets, Settings
@@ -34,6 +35,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def error_response(status: int, code: str, message: str) -> web.Response:
     """The one error shape of the HTTP API: ``{"error": {"code", "message"}}``."""
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request, without the query string: viewer links carry their token there."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %s %.1f ms',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time * 1000,
+        )
 
 
 @web.middleware

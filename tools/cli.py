@@ -220,7 +220,7 @@ async def cmd_library_search(args: argparse.Namespace, s: Services) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
-    from tools.app import create_app
+    from tools.app import AccessLogger, create_app
 
     host = args.host or settings.server.host
     port = args.port or settings.server.port
@@ -234,6 +234,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print=None,
         shutdown_timeout=10,
         access_log=logging.getLogger("aiohttp.access") if settings.server.access_log else None,
+        access_log_class=AccessLogger,
     )
     return 0
 

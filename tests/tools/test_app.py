@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from core.config import Secrets, Settings
 from core.generation import GenerationRequest
 from tests.fakes.replicate import FakeReplicate
@@ -30,3 +32,17 @@ async def test_healthz_media_and_errors(settings: Settings, replicate_fake: Fake
         assert response.status == 404
         body = await response.json()
         assert body["error"]["code"] == "not_found"
+
+
+def test_access_log_leaves_out_the_query_string(caplog: Any) -> None:
+    import logging
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from tools.app import AccessLogger
+
+    request = make_mocked_request("GET", "/calls/conv_1?token=secret-token-value")
+    response = web.Response(text="ok")
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        AccessLogger(logging.getLogger("test.access"), "").log(request, response, 0.002)
+    assert "/calls/conv_1" in caplog.text and "secret-token-value" not in caplog.text
