@@ -49,6 +49,25 @@ class Unauthorized(ShowmeError):
     status = 401
 
 
+class Forbidden(ShowmeError):
+    """Known credentials without the right (an API key lacking a scope)."""
+
+    code = "forbidden"
+    status = 403
+
+
+class InvalidViewerToken(ShowmeError):
+    """A viewer link that is forged, expired or for another conversation."""
+
+    code = "invalid_token"
+    status = 403
+
+
+class PayloadTooLarge(ShowmeError):
+    code = "body_too_large"
+    status = 413
+
+
 class NotFound(ShowmeError):
     code = "not_found"
     status = 404

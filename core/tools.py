@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from core.clock import Clock
 from core.config import Settings
-from core.errors import InvalidRequest, NotFound, ProviderError, ShowmeError, invalid_from_validation
+from core.errors import Forbidden, InvalidRequest, NotFound, ProviderError, invalid_from_validation
 from core.gallery import Gallery
 from core.generation import GenerationRequest, GenerationService, JobView
 from core.library import Library, UseRecorder
@@ -31,11 +31,6 @@ FORMATS = ("openai", "openai-responses", "elevenlabs", "vapi", "retell", "mcp")
 
 class UnknownTool(NotFound):
     code = "unknown_tool"
-
-
-class ForbiddenScope(ShowmeError):
-    code = "forbidden"
-    status = 403
 
 
 @dataclass(frozen=True)
@@ -257,11 +252,11 @@ class ToolRegistry:
         return tool
 
     async def call(self, name: str, arguments: Any, context: ToolCall) -> ToolResult:
-        """Validate and run one tool call. Raises ``UnknownTool``, ``ForbiddenScope``, ``InvalidRequest``
+        """Validate and run one tool call. Raises ``UnknownTool``, ``Forbidden``, ``InvalidRequest``
         (naming the field) and the handler's core errors."""
         tool = self.get(name)
         if tool.scope not in context.scopes:
-            raise ForbiddenScope(f"this API key may not call tools (needs the {tool.scope!r} scope)")
+            raise Forbidden(f"this API key may not call tools (needs the {tool.scope!r} scope)")
         parsed = tool.parse(arguments)
         conversation_id = getattr(parsed, "conversation_id", None) or context.conversation_id
         if conversation_id:

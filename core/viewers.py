@@ -17,12 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.clock import Clock
-from core.errors import InvalidRequest, ShowmeError
-
-
-class InvalidViewerToken(ShowmeError):
-    code = "invalid_token"
-    status = 403
+from core.errors import InvalidRequest, InvalidViewerToken
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import InvalidRequest, invalid_from_validation
+from core.errors import InvalidRequest, PayloadTooLarge, invalid_from_validation
 from core.generation import GenerationRequest, JobView
 from core.tools import FORMATS
-from tools.http import SERVICES, SETTINGS, BodyTooLarge, authenticate, plain, read_json
+from tools.http import SERVICES, SETTINGS, authenticate, plain, read_json
 
 
 def job_json(job: JobView) -> dict[str, Any]:
@@ -98,7 +98,7 @@ async def upload_asset(request: web.Request) -> web.Response:
             while chunk := await part.read_chunk(65536):
                 size += len(chunk)
                 if size > settings.tools.upload_max_bytes:
-                    raise BodyTooLarge(f"file is larger than {settings.tools.upload_max_bytes} bytes")
+                    raise PayloadTooLarge(f"file is larger than {settings.tools.upload_max_bytes} bytes")
                 chunks.append(chunk)
             data = b"".join(chunks)
         elif part.name in ("name", "description", "tags", "category", "folder"):

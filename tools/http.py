@@ -10,16 +10,11 @@ from typing import Any
 from aiohttp import web
 
 from core.config import Settings
-from core.errors import InvalidRequest, ShowmeError, Unauthorized
+from core.errors import Forbidden, InvalidRequest, PayloadTooLarge, Unauthorized
 from core.services import Services
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
-
-
-class BodyTooLarge(ShowmeError):
-    code = "body_too_large"
-    status = 413
 
 
 @dataclass(frozen=True)
@@ -42,12 +37,12 @@ def plain(value: Any) -> Any:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The raw body, at most ``limit`` bytes; raises ``BodyTooLarge``."""
+    """The raw body, at most ``limit`` bytes; raises ``PayloadTooLarge``."""
     if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(f"request body is larger than {limit} bytes")
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     body = await request.content.read(limit + 1)
     if len(body) > limit:
-        raise BodyTooLarge(f"request body is larger than {limit} bytes")
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     return body
 
 
@@ -75,9 +70,7 @@ def api_key_from(request: web.Request) -> str | None:
 
 
 async def authenticate(request: web.Request, scope: str | None = None) -> Caller:
-    """The calling account; raises ``Unauthorized`` (401) or ``ForbiddenScope`` (403)."""
-    from core.tools import ForbiddenScope
-
+    """The calling account; raises ``Unauthorized`` (401) or ``Forbidden`` (403)."""
     key = api_key_from(request)
     if not key:
         raise Unauthorized("missing API key: send Authorization: Bearer <key> (or X-Api-Key)")
@@ -86,5 +79,5 @@ async def authenticate(request: web.Request, scope: str | None = None) -> Caller
         raise Unauthorized("unknown or revoked API key")
     account_id, scopes = found
     if scope is not None and scope not in scopes:
-        raise ForbiddenScope(f"this API key lacks the {scope!r} scope")
+        raise Forbidden(f"this API key lacks the {scope!r} scope")
     return Caller(account_id, scopes)

@@ -11,8 +11,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from core.errors import InvalidViewerToken
 from core.events import CLOSED, PROTOCOL_VERSION, Subscription, channel
-from core.viewers import InvalidViewerToken, ViewerGrant
+from core.viewers import ViewerGrant
 from tools.http import SERVICES, SETTINGS, authenticate
 from tools.metrics import METRICS
 
