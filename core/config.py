@@ -8,6 +8,8 @@ YAML file is rejected as an unknown key.
 from __future__ import annotations
 
 import os
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,6 +157,77 @@ class ElevenLabsSettings(_Section):
     signature_tolerance_seconds: int = Field(default=1800, ge=1)
 
 
+# ISO 4217 currencies Stripe charges without a minor unit (https://docs.stripe.com/currencies#zero-decimal).
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
+)
+
+
+class _Priced(_Section):
+    name: str = Field(min_length=1, max_length=100)
+    price: Decimal = Field(gt=0, description="in the currency's main unit, e.g. 9.99 (write it as a string)")
+    currency: str = Field(pattern=r"^[a-z]{3}$", description="ISO 4217, lower case, e.g. usd, inr")
+
+    @property
+    def unit_amount(self) -> int:
+        """The price in the currency's smallest unit (cents, paise), as Stripe's ``unit_amount`` wants it."""
+        exponent = 0 if self.currency in ZERO_DECIMAL_CURRENCIES else 2
+        return int(self.price.scaleb(exponent))
+
+    @model_validator(mode="after")
+    def _whole_minor_units(self) -> _Priced:
+        exponent = 0 if self.currency in ZERO_DECIMAL_CURRENCIES else 2
+        if self.price.scaleb(exponent) != self.price.scaleb(exponent).to_integral_value():
+            raise ValueError(f"price {self.price} {self.currency} is not a whole number of the smallest unit")
+        return self
+
+
+class PackSpec(_Priced):
+    """A credit pack: ``credits`` that never expire, for ``price`` ``currency``."""
+
+    credits: int = Field(gt=0)
+    currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
+
+
+class PlanSpec(_Priced):
+    """An hourly session plan: ``images`` and ``videos`` usable for ``duration_minutes`` after activation, on
+    ``models`` only."""
+
+    images: int = Field(ge=0)
+    videos: int = Field(ge=0)
+    duration_minutes: int = Field(default=60, ge=1, le=60 * 24 * 31)
+    models: list[str] = Field(default_factory=lambda: ["flux_schnell", "sdxl"], min_length=1)
+    currency: str = Field(default="inr", pattern=r"^[a-z]{3}$")
+
+
+def _default_packs() -> dict[str, PackSpec]:
+    return {
+        "starter": PackSpec(name="Starter", credits=50, price=Decimal("9.99"), currency="usd"),
+        "creator": PackSpec(name="Creator", credits=200, price=Decimal("29.99"), currency="usd"),
+        "professional": PackSpec(name="Professional", credits=500, price=Decimal("59.99"), currency="usd"),
+        "enterprise": PackSpec(name="Enterprise", credits=1500, price=Decimal("149.99"), currency="usd"),
+    }
+
+
+def _default_plans() -> dict[str, PlanSpec]:
+    return {
+        "flash_lite": PlanSpec(name="Flash Lite", price=Decimal("50"), currency="inr", images=3, videos=0),
+        "flash": PlanSpec(name="Flash", price=Decimal("100"), currency="inr", images=8, videos=1),
+        "pro": PlanSpec(name="Pro", price=Decimal("200"), currency="inr", images=15, videos=3),
+    }
+
+
+class StripeSettings(_Section):
+    api_base: str = Field(default="https://api.stripe.com", description="point tests and staging elsewhere")
+    success_url: str | None = Field(
+        default=None, description="default: server.public_url + /checkout/success?session_id={CHECKOUT_SESSION_ID}"
+    )
+    cancel_url: str | None = Field(default=None, description="default: server.public_url + /checkout/cancel")
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, description="older signed events are refused")
+    max_network_retries: int = Field(default=2, ge=0, le=5)
+    request_timeout_seconds: float = Field(default=30, gt=0)
+
+
 class PromptSettings(_Section):
     blocked_terms: list[str] = Field(default_factory=list)
     max_length: int = Field(default=1000, ge=10, le=10000)
@@ -224,6 +297,9 @@ class Settings(BaseSettings):
     tools: ToolSettings = Field(default_factory=ToolSettings)
     viewers: ViewerSettings = Field(default_factory=ViewerSettings)
     elevenlabs: ElevenLabsSettings = Field(default_factory=ElevenLabsSettings)
+    packs: dict[str, PackSpec] = Field(default_factory=_default_packs)
+    plans: dict[str, PlanSpec] = Field(default_factory=_default_plans)
+    stripe: StripeSettings = Field(default_factory=StripeSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -246,6 +322,14 @@ class Settings(BaseSettings):
                 f"generation.default_model {self.generation.default_model!r} is not in models "
                 f"({', '.join(sorted(self.models))})"
             )
+        for name, plan in self.plans.items():
+            unknown = [m for m in plan.models if m not in self.models]
+            if unknown:
+                raise ValueError(f"plans.{name}.models: {', '.join(unknown)} not in models")
+        for kind, catalog in (("packs", self.packs), ("plans", self.plans)):
+            for name in catalog:
+                if not re.fullmatch(r"[a-z0-9_]{1,32}", name):
+                    raise ValueError(f"{kind}.{name}: names are 1-32 of a-z, 0-9 and _")
         return self
 
     @property
@@ -265,6 +349,10 @@ class Secrets(BaseSettings):
     elevenlabs_webhook_secret: SecretStr | None = Field(default=None, alias="ELEVENLABS_WEBHOOK_SECRET")
     retell_api_key: SecretStr | None = Field(default=None, alias="RETELL_API_KEY")
     vapi_webhook_secret: SecretStr | None = Field(default=None, alias="VAPI_WEBHOOK_SECRET")
+    stripe_secret_key: SecretStr | None = Field(default=None, alias="STRIPE_SECRET_KEY")
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, alias="STRIPE_WEBHOOK_SECRET", description="whsec_… of the webhook endpoint"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -5,7 +5,8 @@ Model (see ../shared/research/payments-and-ledgers.md §2.7, §3):
 * A **credit grant** is a bucket of one unit (``credit``, ``image``, ``video``) with ``amount``, ``remaining``,
   ``priority``, optional ``expires_at`` and a unique ``source_ref`` (``starter:<account>``, ``stripe:cs_…``).
 * The **ledger** records every change to a grant: ``grant`` (delta 0, the amount is the grant's own),
-  ``hold`` (−n), ``settle`` (0: the hold becomes a spend), ``release`` (+n), ``expire`` (−n), ``adjust`` (±n).
+  ``hold`` (−n), ``settle`` (0: the hold becomes a spend), ``release`` (+n), ``expire`` (−n), ``refund`` (−n: a
+  refunded purchase taken back).
   Invariant, for every grant: ``remaining == amount + Σ delta``. Entries are unique per
   (``op_key``, grant, kind), so an operation cannot be written twice.
 * **Burn-down order**: matching unit, active (not expired, not voided, ``remaining > 0``), then priority
@@ -52,6 +53,7 @@ class Quota:
     remaining: int
     expires_at: datetime | None
     seconds_left: int | None
+    minutes_left: int | None = None
 
 
 @dataclass(frozen=True)
@@ -390,8 +392,67 @@ class CreditService:
         await session.flush()
         return True
 
+    async def expire_due(self, account_id: int | None = None) -> int:
+        """Zero every expired grant that still has units left and record an ``expire`` entry (−remaining).
+
+        ``account_id`` None sweeps every account (one transaction per account, in the account → grant lock
+        order). A grant that regains units later (a hold released after its expiry) is expired again by the
+        next sweep. Returns the number of grants expired.
+        """
+        now = self.clock.now()
+        due = and_(
+            CreditGrant.remaining > 0,
+            CreditGrant.voided_at.is_(None),
+            CreditGrant.expires_at.is_not(None),
+            CreditGrant.expires_at <= now,
+        )
+        if account_id is None:
+            async with self.db.read() as session:
+                accounts = list((await session.scalars(select(CreditGrant.account_id).where(due).distinct())).all())
+        else:
+            accounts = [account_id]
+        expired = 0
+        for account in accounts:
+            async with self.db.read() as session:
+                if (
+                    await session.scalar(select(CreditGrant.id).where(due, CreditGrant.account_id == account).limit(1))
+                    is None
+                ):
+                    continue
+            async with self.db.write() as session:
+                await self.lock_account(session, account)
+                grants = (
+                    await session.scalars(select(CreditGrant).where(due, CreditGrant.account_id == account))
+                ).all()
+                for grant in grants:
+                    left = grant.remaining
+                    won = await session.execute(
+                        update(CreditGrant)
+                        .where(CreditGrant.id == grant.id, CreditGrant.remaining == left)
+                        .values(remaining=0)
+                        .execution_options(synchronize_session=False)
+                    )
+                    if won.rowcount != 1:  # type: ignore[attr-defined]
+                        continue
+                    session.add(
+                        LedgerEntry(
+                            account_id=account,
+                            grant_id=grant.id,
+                            kind="expire",
+                            amount=left,
+                            delta=-left,
+                            op_key=f"expire:{grant.id}:{now.isoformat()}",
+                            note=f"{grant.category} {grant.unit}s expired at {grant.expires_at:%Y-%m-%d %H:%M} UTC",
+                            created_at=now,
+                        )
+                    )
+                    expired += 1
+        return expired
+
     async def balance(self, account_id: int) -> Balance:
-        """Credits available now and active per-unit session quotas (with time left in seconds)."""
+        """Credits available now and active per-unit session quotas (``seconds_left`` / ``minutes_left`` until
+        the soonest expiry). Expired quotas are written off (``expire_due``) first, so the ledger shows them."""
+        await self.expire_due(account_id)
         now = self.clock.now()
         async with self.db.read() as session:
             rows = (
@@ -418,12 +479,14 @@ class CreditService:
                     remaining=sum(r.remaining for r in mine),
                     expires_at=soonest,
                     seconds_left=max(0, int((soonest - now).total_seconds())) if soonest else None,
+                    minutes_left=-(-max(0, int((soonest - now).total_seconds())) // 60) if soonest else None,
                 )
             )
         return Balance(account_id=account_id, credits=credits, quotas=quotas)
 
     async def ledger(self, account_id: int, limit: int = 100) -> list[LedgerLine]:
-        """The account's newest ledger entries first (at most ``limit``)."""
+        """The account's newest ledger entries first (at most ``limit``), after writing off expired grants."""
+        await self.expire_due(account_id)
         async with self.db.read() as session:
             rows = (
                 await session.execute(

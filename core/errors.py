@@ -155,3 +155,31 @@ class GenerationCanceled(ProviderError):
 class OutputDownloadFailed(ProviderError):
     code = "output_download_failed"
     status = 502
+
+
+class PaymentsNotConfigured(ShowmeError):
+    """Checkout or the payment webhook was used without STRIPE_SECRET_KEY / STRIPE_WEBHOOK_SECRET."""
+
+    code = "payments_not_configured"
+    status = 503
+
+
+class PaymentProviderError(ShowmeError):
+    """The payment provider refused or could not be reached."""
+
+    code = "payment_provider_error"
+    status = 502
+
+
+class InvalidSignature(ShowmeError):
+    """A webhook whose signature does not match its body (or whose timestamp is too old)."""
+
+    code = "invalid_signature"
+    status = 400
+
+
+class PaymentNotCompleted(ShowmeError):
+    """A purchase was claimed for a payment that has not succeeded (yet)."""
+
+    code = "payment_not_completed"
+    status = 402

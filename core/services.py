@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from core.accounts import AccountService
+from core.billing import Billing
 from core.clock import Clock, SystemClock
 from core.config import Secrets, Settings, load_secrets
 from core.credits import CreditService
@@ -16,7 +17,9 @@ from core.gallery import Gallery
 from core.generation import GenerationService
 from core.library import Library, UseRecorder
 from core.providers import ImageProvider
+from core.providers.payments import PaymentProvider
 from core.providers.replicate import ReplicateProvider
+from core.providers.stripe import StripePayments
 from core.tools import ToolRegistry
 from core.viewers import ViewerTokens, load_or_create_secret
 from storage import migrate
@@ -41,6 +44,8 @@ class Services:
     uses: UseRecorder
     tools: ToolRegistry
     viewer_tokens: ViewerTokens
+    payments: PaymentProvider
+    billing: Billing
 
 
 async def prepare_database(db: Database, settings: Settings) -> None:
@@ -66,8 +71,11 @@ async def open_services(
     clock: Clock | None = None,
     provider: ImageProvider | None = None,
     secrets: Secrets | None = None,
+    payments: PaymentProvider | None = None,
 ) -> AsyncIterator[Services]:
-    """Create every service; on exit stop running jobs, close the provider, dispose of the engine."""
+    """Create every service; on exit stop running jobs, close the providers, dispose of the engine.
+
+    ``provider`` (images) and ``payments`` replace Replicate and Stripe (built from ``secrets``) when given."""
     clock = clock or SystemClock()
     secrets = secrets or load_secrets()
     db = Database(create_engine(settings.database.url, echo=settings.database.echo))
@@ -87,6 +95,12 @@ async def open_services(
         gallery = Gallery(hub, db, library)
         generation.subscribe(gallery.on_job)
         uses = UseRecorder(db, clock)
+        if payments is None:
+            payments = StripePayments(
+                settings.stripe,
+                secrets.stripe_secret_key.get_secret_value() if secrets.stripe_secret_key else None,
+                secrets.stripe_webhook_secret.get_secret_value() if secrets.stripe_webhook_secret else None,
+            )
         secret = secrets.secret_key.get_secret_value() if secrets.secret_key else None
         services = Services(
             settings=settings,
@@ -108,6 +122,8 @@ async def open_services(
                 clock,
                 settings.viewers.token_ttl_seconds,
             ),
+            payments=payments,
+            billing=Billing(db, settings, credits, payments, clock),
         )
         try:
             yield services
@@ -116,5 +132,6 @@ async def open_services(
             await uses.flush()
             if owned_provider:
                 await provider.close()
+            await payments.close()
     finally:
         await db.dispose()

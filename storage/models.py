@@ -217,3 +217,62 @@ class AssetUse(Base):
     actor: Mapped[str | None] = mapped_column(String(255), nullable=True)
     conversation_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Order(Base):
+    """One purchase of a credit pack or an hourly plan, from checkout to fulfilment (or failure, refund).
+
+    ``status``: ``open`` (checkout created) → ``processing`` (completed, delayed payment pending) →
+    ``fulfilled`` | ``payment_failed`` | ``expired``; a fulfilled order may become ``refunded``. A paid purchase
+    is fulfilled exactly once: the move to ``fulfilled`` is a conditional update and the grant or code it
+    creates is unique per order.
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_account_created", "account_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True)
+    product: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    credits: Mapped[int] = mapped_column(Integer, default=0)
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    source: Mapped[str] = mapped_column(String(32), default="api")
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    checkout_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    refunded_amount: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProcessedEvent(Base):
+    """A webhook event handled once (Stripe ``evt_…`` ids); inserted in the transaction that acts on it."""
+
+    __tablename__ = "processed_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    type: Mapped[str] = mapped_column(String(100))
+    order_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RedemptionCode(Base):
+    """A code that activates one hourly plan once (bought anonymously, or created by an operator)."""
+
+    __tablename__ = "redemption_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    plan: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[str | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="SET NULL"), unique=True, nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    redeemed_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -19,6 +19,7 @@ from core.services import Services, open_services
 from storage import migrate
 from storage.db import create_engine
 from tests.fakes.replicate import FakeReplicate, RunningFake
+from tests.fakes.stripe import FakeStripe
 
 POSTGRES_URL = os.environ.get("SHOWME_TEST_POSTGRES_URL")
 
@@ -86,6 +87,21 @@ async def replicate_fake(
         monkeypatch.setenv("REPLICATE_BASE_URL", running.base_url)
         monkeypatch.setenv("SSL_CERT_FILE", str(test_ca[1]))
         yield running
+
+
+@pytest.fixture
+async def stripe_fake() -> AsyncIterator[FakeStripe]:
+    """The fake Stripe API on plain http loopback (stripe-python reaches it through ``stripe.api_base``)."""
+    from aiohttp import web
+
+    fake = FakeStripe()
+    runner = web.AppRunner(fake.app(), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    yield fake
+    await runner.cleanup()
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:

@@ -281,3 +281,25 @@ async def test_library_import_tools_export_and_viewer_link(cli: Cli, tmp_path: P
     assert link["url"].startswith("http://127.0.0.1:8080/calls/conv_1?token=")
     code, _, err = await cli.run("viewer-link", "a/b", "--account", account)
     assert code == 2 and "conversation_id" in _single_error_line(err)
+
+
+async def test_codes_create_redeem_and_orders_list(cli: Cli) -> None:
+    account = str((await cli.json("accounts", "create", "Walk-in customer"))["account"]["id"])
+    created = await cli.json("codes", "create", "--plan", "flash", "--count", "3")
+    assert created["plan"] == "flash" and len(set(created["codes"])) == 3
+    code, out, err = await cli.run("codes", "redeem", created["codes"][0].lower(), "--account", account)
+    assert code == 0, err
+    assert "Flash session active" in out and "8 images, 1 video" in out
+    show = await cli.json("credits", "show", "--account", account)
+    assert {q["unit"]: (q["remaining"], q["minutes_left"]) for q in show["balance"]["quotas"]} == {
+        "image": (8, 60),
+        "video": (1, 60),
+    }
+    code, _, err = await cli.run("codes", "redeem", created["codes"][0], "--account", account)
+    assert code == 7 and "already redeemed" in _single_error_line(err)
+    code, _, err = await cli.run("codes", "redeem", "ZZZZ-ZZZZ-ZZZZ", "--account", account)
+    assert code == 3 and "does not exist" in _single_error_line(err)
+    code, _, err = await cli.run("codes", "create", "--plan", "platinum")
+    assert code == 2 and "flash_lite" in _single_error_line(err)
+    code, out, err = await cli.run("orders", "list")
+    assert code == 0 and out.startswith("0 order(s)"), err

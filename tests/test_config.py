@@ -37,6 +37,10 @@ def test_config_path_from_environment(isolated_env: None, monkeypatch: pytest.Mo
         ("generation:\n  default_model: dalle\n", "default_model 'dalle' is not in models"),
         ("stripe_secret_key: sk_live\n", "stripe_secret_key: unknown key"),
         ("- a\n- b\n", "mapping of settings"),
+        ("plans:\n  x: {name: X, price: '1', images: 1, videos: 0, models: [dalle]}\n", "plans.x.models: dalle"),
+        ("packs:\n  x: {name: X, price: '9.999', credits: 5}\n", "not a whole number of the smallest unit"),
+        ("packs:\n  x: {name: X, price: '-1', credits: 5}\n", "packs.x.price"),
+        ("packs:\n  Big Pack: {name: X, price: '1', credits: 5}\n", "names are 1-32 of a-z"),
         ("server: [unclosed\n", "not valid YAML"),
         ("replicate:\n  poll_interval_seconds: 2\n", "replicate.poll_interval_seconds"),
     ],
@@ -47,3 +51,11 @@ def test_bad_config_names_key_and_reason(isolated_env: None, tmp_path: Path, tex
     with pytest.raises(ConfigError) as err:
         load_settings(path)
     assert words in err.value.message
+
+
+def test_prices_in_smallest_currency_unit(isolated_env: None) -> None:
+    settings = load_settings(None, packs={"yen": {"name": "Yen", "price": "1500", "currency": "jpy", "credits": 100}})
+    assert settings.packs["yen"].unit_amount == 1500
+    defaults = Settings()
+    assert defaults.packs["creator"].unit_amount == 2999
+    assert defaults.plans["flash"].unit_amount == 10000 and defaults.plans["flash"].currency == "inr"

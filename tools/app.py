@@ -20,7 +20,7 @@ from core.errors import ShowmeError
 from core.providers import ImageProvider
 from core.services import open_services
 from storage.blobs import InvalidBlobKey
-from tools import api, dialects, viewers, webhooks
+from tools import api, billing, dialects, viewers, webhooks
 from tools.http import SERVICES, SETTINGS
 from tools.metrics import METRICS, Metrics, metrics_handler
 from tools.viewers import VIEWER_SOCKETS, SocketSet
@@ -130,7 +130,7 @@ def create_app(
         for ws in list(app[VIEWER_SOCKETS]):
             await ws.close(code=1001, message=b"server shutting down")
 
-    async def resume_ctx(app: web.Application) -> AsyncIterator[None]:
+    async def maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
         generation = app[SERVICES].generation
 
         async def loop() -> None:
@@ -141,6 +141,11 @@ def create_app(
                         log.info("took over %d unfinished job(s), failed %d", len(resumed), len(failed))
                 except Exception:
                     log.exception("resuming unfinished jobs failed")
+                try:
+                    if expired := await app[SERVICES].credits.expire_due():
+                        log.info("wrote off %d expired grant(s)", expired)
+                except Exception:
+                    log.exception("expiring grants failed")
                 await asyncio.sleep(settings.generation.lease_seconds)
 
         task = asyncio.create_task(loop(), name="resume-unfinished-jobs")
@@ -152,7 +157,7 @@ def create_app(
     app[VIEWER_SOCKETS] = SocketSet()
     app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(uses_ctx)
-    app.cleanup_ctx.append(resume_ctx)
+    app.cleanup_ctx.append(maintenance_ctx)
     app.on_shutdown.append(close_viewers)
     add_routes(app)
     return app
@@ -179,8 +184,18 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/generations", api.create_generation)
     r.add_get("/api/v1/generations/{job_id}", api.get_generation)
     r.add_get("/api/v1/credits", api.get_credits)
+    r.add_get("/api/v1/credits/ledger", billing.ledger)
+    r.add_post("/api/v1/credits/purchase", billing.purchase)
+    r.add_get("/api/v1/pricing", billing.pricing)
+    r.add_post("/api/v1/checkout", billing.create_checkout)
+    r.add_post("/api/v1/redeem", billing.redeem)
+    r.add_get("/api/v1/orders", billing.list_orders)
     r.add_post("/api/v1/library", api.upload_asset)
     r.add_get("/api/v1/library", api.search_library)
     r.add_post("/api/v1/agents/elevenlabs/config", api.elevenlabs_agent_config)
     # Webhooks.
     r.add_post("/webhooks/elevenlabs", webhooks.elevenlabs_webhook)
+    r.add_post("/webhooks/stripe", billing.stripe_webhook)
+    # Checkout pages (Stripe sends the buyer back here).
+    r.add_get("/checkout/success", billing.checkout_success)
+    r.add_get("/checkout/cancel", billing.checkout_cancel)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from core.config import Settings, load_settings
+from core.config import ZERO_DECIMAL_CURRENCIES, Settings, load_settings
 from core.errors import (
     ConfigError,
     Conflict,
@@ -142,14 +142,55 @@ async def cmd_credits_show(args: argparse.Namespace, s: Services) -> int:
     ledger = await s.credits.ledger(args.account, limit=args.ledger) if args.ledger else []
     lines = [f"account {args.account}: {_plural(balance.credits, 'credit')}"]
     for quota in balance.quotas:
-        left = f", {quota.seconds_left // 60} min left" if quota.seconds_left is not None else ""
+        left = f", {quota.minutes_left} min left" if quota.minutes_left is not None else ""
         lines.append(f"  session quota: {_plural(quota.remaining, quota.unit)}{left}")
     for entry in ledger:
         lines.append(
             f"  {entry.created_at:%Y-%m-%d %H:%M:%S} {entry.kind:<8} {_plural(entry.amount, entry.unit):<12} "
             f"balance effect {entry.delta:+d} (grant {entry.grant_id}{', job ' + entry.job_id if entry.job_id else ''})"
+            + (f" {entry.note}" if entry.note and entry.kind in ("grant", "expire", "refund") else "")
         )
     _emit(args, {"balance": balance, "ledger": ledger}, "\n".join(lines))
+    return 0
+
+
+async def cmd_codes_create(args: argparse.Namespace, s: Services) -> int:
+    plan = s.billing.plan(args.plan)
+    codes = await s.billing.create_codes(plan.key, args.count)
+    _emit(
+        args,
+        {"plan": plan.key, "codes": codes},
+        "\n".join(codes) + f"\n({_plural(len(codes), 'code')} for the {plan.name} plan: {plan.description})",
+    )
+    return 0
+
+
+async def cmd_codes_redeem(args: argparse.Namespace, s: Services) -> int:
+    await s.accounts.get(args.account)
+    activation = await s.billing.redeem(args.code, args.account)
+    _emit(
+        args,
+        {"activation": {**plain(activation), "models": list(activation.models)}},
+        f"{activation.name} session active on account {args.account}: {_plural(activation.images, 'image')}, "
+        f"{_plural(activation.videos, 'video')} until {activation.expires_at:%Y-%m-%d %H:%M} UTC "
+        f"(models: {', '.join(activation.models)})",
+    )
+    return 0
+
+
+async def cmd_orders_list(args: argparse.Namespace, s: Services) -> int:
+    orders = await s.billing.orders(account_id=args.account, status=args.status, limit=args.limit)
+    lines = [f"{len(orders)} order(s)"]
+    for o in orders:
+        who = f"account {o.account_id}" if o.account_id is not None else "no account"
+        extra = f" code {o.code}" if o.code else ""
+        extra += f" refunded {o.refunded_amount}" if o.refunded_amount else ""
+        price = o.amount if o.currency in ZERO_DECIMAL_CURRENCIES else o.amount / 100
+        lines.append(
+            f"  {o.created_at:%Y-%m-%d %H:%M} {o.id} {o.product:<18} {price:>9.2f} {o.currency} "
+            f"{o.status:<15} {who} via {o.source}{extra}"
+        )
+    _emit(args, {"orders": orders}, "\n".join(lines))
     return 0
 
 
@@ -396,6 +437,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--account", type=_positive, required=True)
     p.add_argument("--ledger", type=_positive, metavar="N", help="also list the newest N ledger entries")
     p.set_defaults(handler=cmd_credits_show)
+
+    codes = group("codes", "redemption codes for hourly session plans")
+    p = codes.add_parser("create", parents=[common], help="create codes that each activate one plan once")
+    p.add_argument("--plan", required=True, help="plan name from config (flash_lite, flash, pro, …)")
+    p.add_argument("--count", type=_positive, default=1, help="how many codes (1-1000)")
+    p.set_defaults(handler=cmd_codes_create)
+    p = codes.add_parser("redeem", parents=[common], help="activate a code's plan on an account now")
+    p.add_argument("code")
+    p.add_argument("--account", type=_positive, required=True)
+    p.set_defaults(handler=cmd_codes_redeem)
+
+    orders = group("orders", "purchases (Stripe Checkout and PaymentIntents)")
+    p = orders.add_parser("list", parents=[common], help="newest orders first")
+    p.add_argument("--account", type=_positive, help="only this account's orders")
+    p.add_argument("--status", help="open, processing, fulfilled, payment_failed, expired, refunded, …")
+    p.add_argument("--limit", type=_positive, default=50)
+    p.set_defaults(handler=cmd_orders_list)
 
     p = commands.add_parser("generate", parents=[common], help="generate an image and store it in the library")
     p.add_argument("prompt")

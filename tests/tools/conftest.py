@@ -14,6 +14,7 @@ from core.clock import ManualClock
 from core.config import Secrets, Settings
 from core.services import Services
 from tests.fakes.replicate import FakeReplicate
+from tests.fakes.stripe import API_KEY, WEBHOOK_SECRET, FakeStripe
 from tools.app import create_app
 from tools.http import SERVICES
 
@@ -25,6 +26,7 @@ class Server:
     account_id: int
     key: str
     fake: FakeReplicate
+    stripe: FakeStripe
 
     @property
     def auth(self) -> dict[str, str]:
@@ -59,20 +61,28 @@ def png(color: tuple[int, int, int] = (10, 20, 30), size: tuple[int, int] = (40,
 
 @pytest.fixture
 async def server(
-    settings: Settings, replicate_fake: FakeReplicate, clock: ManualClock, aiohttp_client: Any
+    settings: Settings,
+    replicate_fake: FakeReplicate,
+    stripe_fake: FakeStripe,
+    clock: ManualClock,
+    aiohttp_client: Any,
 ) -> AsyncIterator[Server]:
     # aiohttp_client comes last so it is torn down first: the app's shutdown still writes to the database.
     settings.tools.max_wait_seconds = 5
+    settings.stripe.api_base = stripe_fake.base_url
+    settings.stripe.max_network_retries = 0
     secrets = Secrets(
         REPLICATE_API_TOKEN=replicate_fake.token,
         SHOWME_SECRET_KEY="test-secret",
         ELEVENLABS_WEBHOOK_SECRET="wsec_test",
         RETELL_API_KEY="retell_key",
         VAPI_WEBHOOK_SECRET="vapi_secret",
+        STRIPE_SECRET_KEY=API_KEY,
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
     )
     app = create_app(settings, clock=clock, secrets=secrets)
     client = await aiohttp_client(app)
     services = app[SERVICES]
     account = await services.accounts.create("Acme Granite")
     key = await services.accounts.create_api_key(account.id)
-    yield Server(client, services, account.id, key.key, replicate_fake)
+    yield Server(client, services, account.id, key.key, replicate_fake, stripe_fake)
