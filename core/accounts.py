@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from core.clock import Clock
 from core.credits import CreditService
@@ -84,6 +85,14 @@ class AccountService:
         Returns ``(account, created)``. Concurrent first contacts create one account: the unique
         (platform, external id) constraint decides, inside one write transaction.
         """
+        try:
+            return await self._for_identity(platform, external_id, name)
+        except IntegrityError:
+            # Another first contact of the same person won the unique (platform, external id) race
+            # (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises them): this transaction rolled back, use theirs.
+            return await self._for_identity(platform, external_id, name)
+
+    async def _for_identity(self, platform: str, external_id: str, name: str) -> tuple[AccountView, bool]:
         async with self.db.write() as session:
             found = await session.scalar(
                 select(Account)
@@ -106,6 +115,13 @@ class AccountService:
             await session.flush()
             await self.credits.grant_starter(session, account.id)
             return _view(account), True
+
+    async def external_id(self, account_id: int, platform: str) -> str | None:
+        """The account's user id on ``platform`` (``telegram``, ``discord``), None when it has none."""
+        async with self.db.read() as session:
+            return await session.scalar(
+                select(Identity.external_id).where(Identity.account_id == account_id, Identity.platform == platform)
+            )
 
     async def create_api_key(
         self, account_id: int, *, scopes: tuple[str, ...] = ALL_SCOPES, name: str | None = None

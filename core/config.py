@@ -228,6 +228,30 @@ class StripeSettings(_Section):
     request_timeout_seconds: float = Field(default=30, gt=0)
 
 
+class TelegramSettings(_Section):
+    api_base_url: str = Field(
+        default="https://api.telegram.org/bot", description="Bot API base; the token is appended (self-hosted, tests)"
+    )
+    file_base_url: str = "https://api.telegram.org/file/bot"
+    mode: Literal["auto", "webhook", "polling"] = Field(
+        default="auto", description="auto: webhook when server.public_url is https, else polling"
+    )
+    max_queued_per_user: int = Field(default=3, ge=0, le=20, description="requests waiting behind a running one")
+    progress_seconds: float = Field(default=3, ge=1, description="the status message is edited this often")
+    answer_private_messages: bool = Field(
+        default=True, description="in private chats, any message that asks for a picture generates one"
+    )
+
+
+class DiscordSettings(_Section):
+    api_base_url: str = Field(default="https://discord.com/api/v10", description="REST base (tests point it elsewhere)")
+    guild_ids: list[int] = Field(
+        default_factory=list, description="sync slash commands to these servers only (instant); empty: globally"
+    )
+    max_queued_per_user: int = Field(default=3, ge=0, le=20)
+    progress_seconds: float = Field(default=3, ge=1)
+
+
 class PromptSettings(_Section):
     blocked_terms: list[str] = Field(default_factory=list)
     max_length: int = Field(default=1000, ge=10, le=10000)
@@ -300,6 +324,8 @@ class Settings(BaseSettings):
     packs: dict[str, PackSpec] = Field(default_factory=_default_packs)
     plans: dict[str, PlanSpec] = Field(default_factory=_default_plans)
     stripe: StripeSettings = Field(default_factory=StripeSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -350,6 +376,11 @@ class Secrets(BaseSettings):
     retell_api_key: SecretStr | None = Field(default=None, alias="RETELL_API_KEY")
     vapi_webhook_secret: SecretStr | None = Field(default=None, alias="VAPI_WEBHOOK_SECRET")
     stripe_secret_key: SecretStr | None = Field(default=None, alias="STRIPE_SECRET_KEY")
+    telegram_bot_token: SecretStr | None = Field(default=None, alias="TELEGRAM_BOT_TOKEN")
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None, alias="TELEGRAM_WEBHOOK_SECRET", description="default: derived from the bot token"
+    )
+    discord_bot_token: SecretStr | None = Field(default=None, alias="DISCORD_BOT_TOKEN")
     stripe_webhook_secret: SecretStr | None = Field(
         default=None, alias="STRIPE_WEBHOOK_SECRET", description="whsec_… of the webhook endpoint"
     )

@@ -103,6 +103,7 @@ class JobView:
     started_at: datetime | None
     finished_at: datetime | None
     assets: list[AssetView] = field(default_factory=list)
+    style: str | None = None
 
     @property
     def done(self) -> bool:
@@ -316,6 +317,7 @@ class GenerationService:
             started_at=job.started_at or self._running.get(job_id),
             finished_at=job.finished_at,
             assets=assets,
+            style=job.params.get("style"),
         )
 
     async def wait(self, job_id: str, *, timeout: float | None = None) -> JobView:

@@ -97,6 +97,18 @@ async def media(request: web.Request) -> web.StreamResponse:
     )
 
 
+TELEGRAM_BOT = web.AppKey("telegram_bot", list)  # the running bot, when TELEGRAM_BOT_TOKEN is set
+
+
+async def telegram_webhook(request: web.Request) -> web.Response:
+    """``POST /webhooks/telegram``: handed to the running Telegram bot (404 when none is configured)."""
+    bots = request.app[TELEGRAM_BOT]
+    if not bots:
+        return error_response(404, "not_found", "no Telegram bot runs on this server (TELEGRAM_BOT_TOKEN is not set)")
+    response: web.Response = await bots[0].handle_webhook(request)
+    return response
+
+
 def create_app(
     settings: Settings,
     *,
@@ -154,10 +166,28 @@ def create_app(
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
+        services = app[SERVICES]
+        token = services.secrets.telegram_bot_token
+        if token is None:
+            yield
+            return
+        from bot.telegram.bot import TelegramBot
+
+        secret = services.secrets.telegram_webhook_secret
+        bot = TelegramBot(services, token.get_secret_value(), secret.get_secret_value() if secret else None)
+        await bot.start()
+        app[TELEGRAM_BOT].append(bot)
+        yield
+        app[TELEGRAM_BOT].clear()
+        await bot.stop()
+
     app[VIEWER_SOCKETS] = SocketSet()
+    app[TELEGRAM_BOT] = []
     app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(uses_ctx)
     app.cleanup_ctx.append(maintenance_ctx)
+    app.cleanup_ctx.append(telegram_ctx)
     app.on_shutdown.append(close_viewers)
     add_routes(app)
     return app
@@ -196,6 +226,7 @@ def add_routes(app: web.Application) -> None:
     # Webhooks.
     r.add_post("/webhooks/elevenlabs", webhooks.elevenlabs_webhook)
     r.add_post("/webhooks/stripe", billing.stripe_webhook)
+    r.add_post("/webhooks/telegram", telegram_webhook)
     # Checkout pages (Stripe sends the buyer back here).
     r.add_get("/checkout/success", billing.checkout_success)
     r.add_get("/checkout/cancel", billing.checkout_cancel)

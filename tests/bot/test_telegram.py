@@ -1,0 +1,229 @@
+"""The Telegram bot through the real server: python-telegram-bot's Application talks to a fake Bot API,
+real Update JSON arrives at /webhooks/telegram, images come from the fake Replicate."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import func, select
+
+from storage.models import Account, Job
+from tests.bot.conftest import TelegramServer
+from tests.fakes.stripe import FakeStripe
+from tests.fakes.telegram import Call
+
+
+def buttons(call: Call) -> list[dict[str, str]]:
+    return [b for row in call.params["reply_markup"]["inline_keyboard"] for b in row]
+
+
+async def test_startup_registers_commands_and_the_webhook_with_its_secret(tg: TelegramServer) -> None:
+    [webhook] = tg.telegram.of("setWebhook")
+    assert webhook.params["url"] == "https://showme.example/webhooks/telegram"
+    assert webhook.params["secret_token"] == "tg-secret_123"
+    [commands] = tg.telegram.of("setMyCommands")
+    names = [c["command"] for c in commands.params["commands"]]
+    assert names[:2] == ["imagine", "image"] and {"balance", "buy", "redeem", "library", "settings", "help"} <= set(
+        names
+    )
+
+
+async def test_imagine_sends_upload_action_then_the_stored_photo_with_buttons(tg: TelegramServer) -> None:
+    response = await tg.post(tg.telegram.text_update("/imagine black galaxy granite in a modern kitchen"))
+    assert response.status == 200
+    [photo] = await tg.telegram.wait_for("sendPhoto")
+    actions = tg.telegram.of("sendChatAction")
+    assert actions and actions[0].params["action"] == "upload_photo" and int(actions[0].params["chat_id"]) == 42
+    account_id = await tg.account_id()
+    assert account_id is not None
+    # The photo is the stored image, byte for byte, captioned with the prompt, with the three buttons.
+    async with tg.services.db.read() as session:
+        job_id = await session.scalar(select(Job.id).where(Job.account_id == account_id))
+    job = await tg.services.generation.get(str(job_id))
+    stored = tg.services.blobs.local_path(job.assets[0].blob_key).read_bytes()
+    assert photo.files["photo"] == stored
+    assert photo.params["caption"].startswith("black galaxy granite in a modern kitchen")
+    assert [(b["text"], b["callback_data"]) for b in buttons(photo)] == [
+        ("🔁 Again", f"a:{job.id}"),
+        ("🎨 Style", f"s:{job.id}"),
+        ("📄 Original", f"o:{job.id}"),
+    ]
+    assert job.source == "telegram" and job.charged == 1
+    assert (await tg.services.credits.balance(account_id)).credits == 9  # 10 starter credits, 1 spent
+
+
+async def test_wrong_secret_is_refused_and_nothing_is_processed(tg: TelegramServer) -> None:
+    before = len(tg.telegram.calls)
+    response = await tg.post(tg.telegram.text_update("/imagine a fox"), secret="wrong")
+    assert response.status == 403
+    response = await tg.client.post("/webhooks/telegram", json=tg.telegram.text_update("/imagine a fox"))
+    assert response.status == 403
+    await asyncio.sleep(0.3)
+    assert len(tg.telegram.calls) == before
+    assert await tg.account_id() is None
+    response = await tg.client.post(
+        "/webhooks/telegram", data=b"{not json", headers={"X-Telegram-Bot-Api-Secret-Token": "tg-secret_123"}
+    )
+    assert response.status == 400
+
+
+async def test_buttons_again_style_original_and_only_for_the_requester(tg: TelegramServer) -> None:
+    await tg.post(tg.telegram.text_update("/imagine a lighthouse at dusk"))
+    [photo] = await tg.telegram.wait_for("sendPhoto")
+    job_id = photo.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
+    message = tg.telegram.sent_message(photo)
+    # 📄 Original: the full-quality file as a document.
+    await tg.post(tg.telegram.callback_update(f"o:{job_id}", message))
+    [document] = await tg.telegram.wait_for("sendDocument")
+    job = await tg.services.generation.get(job_id)
+    assert document.files["document"] == tg.services.blobs.local_path(job.assets[0].blob_key).read_bytes()
+    # 🔁 Again: a new picture with a new seed, same prompt and model.
+    await tg.post(tg.telegram.callback_update(f"a:{job_id}", message))
+    photos = await tg.telegram.wait_for("sendPhoto", 2)
+    assert photos[1].params["caption"].startswith("a lighthouse at dusk")
+    # 🎨 Style → a style menu → a restyled picture.
+    await tg.post(tg.telegram.callback_update(f"s:{job_id}", message))
+    menu = await tg.telegram.wait_for_text("Which style?")
+    assert f"S:{job_id}:sketch" in [b["callback_data"] for b in buttons(menu)]
+    await tg.post(tg.telegram.callback_update(f"S:{job_id}:sketch", tg.telegram.sent_message(menu)))
+    photos = await tg.telegram.wait_for("sendPhoto", 3)
+    assert "sketch" in photos[2].params["caption"]
+    # Someone else pressing the buttons is told no, and nothing is generated or charged to them.
+    await tg.post(tg.telegram.callback_update(f"a:{job_id}", message, user_id=77))
+    await asyncio.sleep(0.5)
+    refusals = [c for c in tg.telegram.of("answerCallbackQuery") if c.params.get("show_alert")]
+    assert refusals and "Only the person" in refusals[-1].params["text"]
+    assert len(tg.telegram.of("sendPhoto")) == 3
+    account_id = await tg.account_id()
+    assert account_id is not None
+    assert (await tg.services.credits.balance(account_id)).credits == 7
+
+
+async def test_no_credits_gets_a_buy_button_and_is_not_charged(tg: TelegramServer) -> None:
+    tg.services.settings.credits.starter_credits = 0
+    await tg.post(tg.telegram.text_update("/imagine a red fox"))
+    [message] = await tg.telegram.wait_for("sendMessage")
+    assert "Not enough credits" in message.params["text"]
+    assert buttons(message) == [{"text": "💳 Buy credits", "callback_data": "b"}]
+    assert tg.telegram.of("sendPhoto") == []
+    async with tg.services.db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Job)) == 0
+    # The Buy button lists packs and plans; choosing one gives a Stripe Checkout link.
+    await tg.post(tg.telegram.callback_update("b", tg.telegram.sent_message(message)))
+    menus = await tg.telegram.wait_for("sendMessage", 2)
+    choices = [b["callback_data"] for b in buttons(menus[1])]
+    assert "B:pack:creator" in choices and "B:plan:flash" in choices
+    await tg.post(tg.telegram.callback_update("B:pack:creator", tg.telegram.sent_message(menus[1])))
+    pay = await tg.telegram.wait_for_text("Pay securely")
+    [link] = buttons(pay)
+    assert link["url"].startswith(tg.stripe.base_url + "/pay/cs_test_")
+    # Paying tells the buyer in Telegram.
+    [order] = await tg.services.billing.orders()
+    assert order.source == "telegram"
+    session = tg.stripe.pay(str(order.checkout_session_id))
+    body = FakeStripe.event("checkout.session.completed", session)
+    response = await tg.client.post(
+        "/webhooks/stripe", data=body.encode(), headers={"Stripe-Signature": FakeStripe.sign(body)}
+    )
+    assert response.status == 200
+    note = await tg.telegram.wait_for_text("Payment received")
+    assert "You have 200 credits." in note.params["text"]
+
+
+async def test_redeemed_code_shows_in_balance(tg: TelegramServer) -> None:
+    [code] = await tg.services.billing.create_codes("flash")
+    await tg.post(tg.telegram.text_update(f"/redeem {code.lower()}"))
+    [reply] = await tg.telegram.wait_for("sendMessage")
+    assert "Flash session active" in reply.params["text"]
+    await tg.post(tg.telegram.text_update("/balance"))
+    balance = (await tg.telegram.wait_for_text("You have")).params["text"]
+    assert "You have 10 credits." in balance
+    assert "Session: 8 images (60 min left)." in balance and "Session: 1 video (60 min left)." in balance
+    await tg.post(tg.telegram.text_update(f"/redeem {code}"))
+    await tg.telegram.wait_for_text("already redeemed")
+
+
+async def test_private_messages_that_ask_for_a_picture_generate_one(tg: TelegramServer) -> None:
+    await tg.post(tg.telegram.text_update("what are your opening hours?"))
+    [hint] = await tg.telegram.wait_for("sendMessage")
+    assert "Tell me what to draw" in hint.params["text"]
+    await tg.post(tg.telegram.text_update("draw a cabin in the snow in sketch style"))
+    [photo] = await tg.telegram.wait_for("sendPhoto")
+    assert photo.params["caption"].startswith("a cabin in the snow") and "sketch" in photo.params["caption"]
+
+
+async def test_group_commands_replies_and_a_visible_queue(tg: TelegramServer) -> None:
+    tg.replicate.duration = 0.8
+    group = -100500
+    await tg.post(tg.telegram.text_update("/imagine@showme_test_bot a red barn", chat_id=group))
+    await tg.post(tg.telegram.text_update("/imagine@showme_test_bot a blue barn", chat_id=group))
+    await tg.post(tg.telegram.text_update("/imagine@another_bot a green barn", chat_id=group))
+    photos = await tg.telegram.wait_for("sendPhoto", 2, timeout=15)
+    assert [p.params["caption"].split("\n")[0] for p in photos] == ["a red barn", "a blue barn"]
+    queued = [c for c in tg.telegram.of("sendMessage") if "Queued" in c.params.get("text", "")]
+    assert len(queued) == 1 and "number 1 in line" in queued[0].params["text"]
+    # A reply to the bot's message in the group is a request.
+    reply_to = {**tg.telegram.sent_message(photos[0]), "message_id": 999}
+    await tg.post(tg.telegram.text_update("a yellow barn at sunrise", chat_id=group, reply_to=reply_to))
+    photos = await tg.telegram.wait_for("sendPhoto", 3, timeout=15)
+    assert photos[2].params["caption"].startswith("a yellow barn at sunrise")
+    await asyncio.sleep(0.3)
+    assert len(tg.telegram.of("sendPhoto")) == 3  # the command for another bot was ignored
+
+
+async def test_settings_are_persisted_and_used(tg: TelegramServer) -> None:
+    await tg.post(tg.telegram.text_update("/settings"))
+    [menu] = await tg.telegram.wait_for("sendMessage")
+    assert "p:model:flux_dev" in [b["callback_data"] for b in buttons(menu)]
+    await tg.post(tg.telegram.callback_update("p:model:flux_dev", tg.telegram.sent_message(menu)))
+    await tg.post(tg.telegram.callback_update("p:aspect_ratio:16:9", tg.telegram.sent_message(menu)))
+    edits = await tg.telegram.wait_for("editMessageText", 2)
+    # The two taps run concurrently: both changes are kept (the menu shows each as it is saved).
+    assert any("Model: flux_dev" in e.params["text"] for e in edits)
+    account_id = await tg.account_id()
+    assert account_id is not None
+    async with tg.services.db.read() as session:
+        stored = await session.scalar(select(Account.preferences).where(Account.id == account_id))
+    assert stored["chat"] == {"model": "flux_dev", "aspect_ratio": "16:9"}
+
+    await tg.post(tg.telegram.text_update("/imagine a quiet harbour"))
+    [photo] = await tg.telegram.wait_for("sendPhoto")
+    assert "flux_dev · 16:9" in photo.params["caption"]
+    assert (await tg.services.credits.balance(account_id)).credits == 8
+
+
+async def test_library_sends_the_users_own_pictures_as_an_album(tg: TelegramServer) -> None:
+    await tg.post(tg.telegram.text_update("/imagine granite kitchen island"))
+    await tg.telegram.wait_for("sendPhoto")
+    await tg.post(tg.telegram.text_update("/imagine granite bathroom vanity"))
+    await tg.telegram.wait_for("sendPhoto", 2)
+    await tg.post(tg.telegram.text_update("/library granite"))
+    [album] = await tg.telegram.wait_for("sendMediaGroup")
+    assert len(album.params["media"]) == 2 and len(album.files) == 2
+    await tg.post(tg.telegram.text_update("/library zebra"))
+    await tg.telegram.wait_for_text("Nothing in your pictures matches")
+
+
+async def test_start_creates_the_account_with_starter_credits(tg: TelegramServer) -> None:
+    await tg.post(tg.telegram.text_update("/start"))
+    [welcome] = await tg.telegram.wait_for("sendMessage")
+    assert welcome.params["text"].startswith("Welcome!") and "You have 10 credits." in welcome.params["text"]
+    assert "/imagine" in welcome.params["text"]
+
+
+async def test_polling_mode_when_the_public_url_is_not_https(
+    settings: Any, replicate_fake: Any, telegram_fake: Any, clock: Any, aiohttp_client: Any
+) -> None:
+    from core.config import Secrets
+    from tests.fakes.telegram import TOKEN
+    from tools.app import create_app
+
+    settings.server.public_url = "http://127.0.0.1:8080"
+    settings.telegram.api_base_url = f"{telegram_fake.base_url}/bot"
+    secrets = Secrets(REPLICATE_API_TOKEN=replicate_fake.token, SHOWME_SECRET_KEY="k", TELEGRAM_BOT_TOKEN=TOKEN)
+    client = await aiohttp_client(create_app(settings, clock=clock, secrets=secrets))
+    await telegram_fake.wait_for("getUpdates")
+    assert telegram_fake.of("setWebhook") == [] and telegram_fake.of("deleteWebhook")
+    response = await client.post("/webhooks/telegram", json={"update_id": 1})
+    assert response.status == 404  # updates arrive by polling only
