@@ -18,6 +18,10 @@ Facts about Stripe used here: ../shared/research/payments-and-ledgers.md §1.3-1
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import logging
 import re
 import secrets
@@ -178,8 +182,15 @@ class Billing:
     """Catalog, orders and fulfilment. ``payments`` is the provider (Stripe); times come from ``clock``."""
 
     def __init__(
-        self, db: Database, settings: Settings, credits: CreditService, payments: PaymentProvider, clock: Clock
+        self,
+        db: Database,
+        settings: Settings,
+        credits: CreditService,
+        payments: PaymentProvider,
+        clock: Clock,
+        link_secret: bytes = b"",
     ) -> None:
+        self._link_secret = b"showme-checkout-link:" + link_secret
         self.db = db
         self.settings = settings
         self.credits = credits
@@ -332,6 +343,39 @@ class Billing:
         return CheckoutResult(
             order_id=order_id, product=product.id, url=created.url or "", checkout_session_id=created.id
         )
+
+    def checkout_link(self, account_id: int, product_id: str, source: str, ttl_seconds: int = 3600) -> str:
+        """A signed ``/checkout/start`` URL that creates the checkout session when opened (chat buttons link here,
+        so a menu of products does not create a session per product). Valid ``ttl_seconds``."""
+        self.product(product_id)
+        expires = int(self.clock.now().timestamp()) + ttl_seconds
+        payload = (
+            base64.urlsafe_b64encode(
+                json.dumps(
+                    {"a": account_id, "p": product_id, "s": source, "e": expires}, separators=(",", ":")
+                ).encode()
+            )
+            .decode()
+            .rstrip("=")
+        )
+        signature = hmac.new(self._link_secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
+        return f"{self.settings.server.public_url}/checkout/start?t={payload}.{signature}"
+
+    async def open_checkout_link(self, token: str) -> CheckoutResult:
+        """Verify a ``checkout_link`` token and create its checkout session. Raises ``InvalidRequest`` (field
+        ``t``) for a forged or expired link, and whatever ``checkout`` raises."""
+        payload, _, signature = token.partition(".")
+        expected = hmac.new(self._link_secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
+        if not payload or not hmac.compare_digest(signature, expected):
+            raise InvalidRequest("this payment link is not valid; ask the bot for a new one", field="t")
+        try:
+            data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            account_id, product_id, source, expires = int(data["a"]), str(data["p"]), str(data["s"]), int(data["e"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise InvalidRequest("this payment link is not valid; ask the bot for a new one", field="t") from err
+        if expires <= self.clock.now().timestamp():
+            raise InvalidRequest("this payment link has expired; ask the bot for a new one", field="t")
+        return await self.checkout(product_id, account_id, source=source)
 
     # -- fulfilment ------------------------------------------------------------------------------------------
 

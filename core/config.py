@@ -245,6 +245,7 @@ class TelegramSettings(_Section):
 
 class DiscordSettings(_Section):
     api_base_url: str = Field(default="https://discord.com/api/v10", description="REST base (tests point it elsewhere)")
+    gateway_url: str = Field(default="wss://gateway.discord.gg/", description="gateway WebSocket (tests: a fake)")
     guild_ids: list[int] = Field(
         default_factory=list, description="sync slash commands to these servers only (instant); empty: globally"
     )

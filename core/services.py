@@ -102,6 +102,7 @@ async def open_services(
                 secrets.stripe_webhook_secret.get_secret_value() if secrets.stripe_webhook_secret else None,
             )
         secret = secrets.secret_key.get_secret_value() if secrets.secret_key else None
+        signing_key = load_or_create_secret(secret, settings.server.secret_key_file)
         services = Services(
             settings=settings,
             db=db,
@@ -118,12 +119,12 @@ async def open_services(
             uses=uses,
             tools=ToolRegistry(settings, generation, library, gallery, uses, clock),
             viewer_tokens=ViewerTokens(
-                load_or_create_secret(secret, settings.server.secret_key_file),
+                signing_key,
                 clock,
                 settings.viewers.token_ttl_seconds,
             ),
             payments=payments,
-            billing=Billing(db, settings, credits, payments, clock),
+            billing=Billing(db, settings, credits, payments, clock, link_secret=signing_key),
         )
         try:
             yield services

@@ -182,12 +182,26 @@ def create_app(
         app[TELEGRAM_BOT].clear()
         await bot.stop()
 
+    async def discord_ctx(app: web.Application) -> AsyncIterator[None]:
+        services = app[SERVICES]
+        token = services.secrets.discord_bot_token
+        if token is None:
+            yield
+            return
+        from bot.discord.bot import DiscordBot
+
+        bot = DiscordBot(services, token.get_secret_value())
+        await bot.start()
+        yield
+        await bot.stop()
+
     app[VIEWER_SOCKETS] = SocketSet()
     app[TELEGRAM_BOT] = []
     app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(uses_ctx)
     app.cleanup_ctx.append(maintenance_ctx)
     app.cleanup_ctx.append(telegram_ctx)
+    app.cleanup_ctx.append(discord_ctx)
     app.on_shutdown.append(close_viewers)
     add_routes(app)
     return app
@@ -228,5 +242,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/webhooks/stripe", billing.stripe_webhook)
     r.add_post("/webhooks/telegram", telegram_webhook)
     # Checkout pages (Stripe sends the buyer back here).
+    r.add_get("/checkout/start", billing.checkout_start)
     r.add_get("/checkout/success", billing.checkout_success)
     r.add_get("/checkout/cancel", billing.checkout_cancel)

@@ -191,3 +191,13 @@ async def checkout_success(request: web.Request) -> web.Response:
 
 async def checkout_cancel(request: web.Request) -> web.Response:
     return page("Checkout cancelled", "<p>Nothing was charged. You can start again whenever you like.</p>")
+
+
+async def checkout_start(request: web.Request) -> web.StreamResponse:
+    """``GET /checkout/start?t=…``: open a signed link from a chat bot: create the checkout session, then 303
+    to Stripe's hosted page."""
+    try:
+        result = await request.app[SERVICES].billing.open_checkout_link(request.query.get("t", ""))
+    except ShowmeError as err:
+        return page("Payment link problem", f"<p>{html.escape(err.message)}</p>", status=err.status)
+    raise web.HTTPSeeOther(result.url)

@@ -83,3 +83,59 @@ async def tg(
     app = create_app(settings, clock=clock, secrets=secrets)
     client = await aiohttp_client(app)
     yield TelegramServer(client, app[SERVICES], telegram_fake, stripe_fake, replicate_fake)
+
+
+@pytest.fixture
+async def discord_fake() -> AsyncIterator[Any]:
+    from tests.fakes.discord import FakeDiscord
+
+    fake = FakeDiscord()
+    runner = web.AppRunner(fake.app(), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    yield fake
+    for ws in list(fake.sockets):
+        await ws.close()
+    await runner.cleanup()
+
+
+@dataclass
+class DiscordServer:
+    client: TestClient[Any, web.Application]
+    services: Services
+    discord: Any
+    stripe: FakeStripe
+    replicate: FakeReplicate
+
+
+def discord_app(settings: Settings, fake: Any, stripe: FakeStripe, replicate: FakeReplicate, clock: ManualClock) -> Any:
+    from tests.fakes.discord import TOKEN as DISCORD_TOKEN
+
+    settings.discord.api_base_url = f"{fake.base_url}/api/v10"
+    settings.discord.gateway_url = f"{fake.base_url.replace('http', 'ws')}/gateway"
+    settings.discord.progress_seconds = 1
+    settings.stripe.api_base = stripe.base_url
+    secrets = Secrets(
+        REPLICATE_API_TOKEN=replicate.token,
+        SHOWME_SECRET_KEY="test-secret",
+        STRIPE_SECRET_KEY=API_KEY,
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        DISCORD_BOT_TOKEN=DISCORD_TOKEN,
+    )
+    return create_app(settings, clock=clock, secrets=secrets)
+
+
+@pytest.fixture
+async def dc(
+    settings: Settings,
+    replicate_fake: FakeReplicate,
+    stripe_fake: FakeStripe,
+    discord_fake: Any,
+    clock: ManualClock,
+    aiohttp_client: Any,
+) -> AsyncIterator[DiscordServer]:
+    app = discord_app(settings, discord_fake, stripe_fake, replicate_fake, clock)
+    client = await aiohttp_client(app)
+    yield DiscordServer(client, app[SERVICES], discord_fake, stripe_fake, replicate_fake)

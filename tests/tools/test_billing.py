@@ -407,3 +407,19 @@ async def test_order_rows_and_ledger_are_consistent_after_everything(server: Ser
         )
         == 1
     )
+
+
+async def test_signed_checkout_links_from_chat_create_the_session_when_opened(server: Server) -> None:
+    billing = server.services.billing
+    link = billing.checkout_link(server.account_id, "pack:creator", "discord")
+    assert server.stripe.sessions == {}
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    response = await server.client.get("/" + path, allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"].startswith(server.stripe.base_url + "/pay/")
+    [order] = await billing.orders(account_id=server.account_id)
+    assert order.source == "discord" and order.product == "pack:creator"
+    forged = path.replace("t=", "t=x")
+    assert (await server.client.get("/" + forged, allow_redirects=False)).status == 400
+    server.services.clock.advance(hours=2)  # type: ignore[attr-defined]
+    expired = await server.client.get("/" + path, allow_redirects=False)
+    assert expired.status == 400 and "expired" in await expired.text()
