@@ -208,12 +208,23 @@ class TelegramBot:
         account, _ = await self.chat.account(user.id, user.full_name)
         return account.id
 
-    def _buy_keyboard(self) -> InlineKeyboardMarkup:
+    def _buy_keyboard(self, account_id: int) -> InlineKeyboardMarkup:
+        """One button per pack and plan. With an https ``server.public_url`` each is a URL button to a signed
+        ``/checkout/start`` link (one tap to Stripe); otherwise (local development: Telegram refuses plain-http
+        and loopback URLs) a callback button that creates the checkout session and answers with Stripe's URL."""
         billing = self.services.billing
-        rows = [
-            [InlineKeyboardButton(self.chat.product_label(p), callback_data=f"B:{p.id}")]
-            for p in billing.packs() + billing.plans()
-        ]
+        products = billing.packs() + billing.plans()
+        if self.settings.server.public_url.startswith("https://"):
+            rows = [
+                [
+                    InlineKeyboardButton(
+                        self.chat.product_label(p), url=billing.checkout_link(account_id, p.id, "telegram")
+                    )
+                ]
+                for p in products
+            ]
+        else:
+            rows = [[InlineKeyboardButton(self.chat.product_label(p), callback_data=f"B:{p.id}")] for p in products]
         return InlineKeyboardMarkup(rows)
 
     @staticmethod
@@ -380,10 +391,13 @@ class TelegramBot:
         await message.reply_text(self.chat.balance_text(balance) + "\n" + self.chat.prices_text())
 
     async def cmd_buy(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if update.effective_message is None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
             return
-        await update.effective_message.reply_text(
-            "Choose a credit pack (never expires) or an hourly session:", reply_markup=self._buy_keyboard()
+        await message.reply_text(
+            "Choose a credit pack (never expires) or an hourly session. Pay securely with Stripe; "
+            "I'll message you when it's done.",
+            reply_markup=self._buy_keyboard(await self._account_id(user)),
         )
 
     async def cmd_redeem(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -521,8 +535,9 @@ class TelegramBot:
                 await query.answer()
                 await context.bot.send_message(
                     chat_id,
-                    "Choose a credit pack (never expires) or an hourly session:",
-                    reply_markup=self._buy_keyboard(),
+                    "Choose a credit pack (never expires) or an hourly session. Pay securely with Stripe; "
+                    "I'll message you when it's done.",
+                    reply_markup=self._buy_keyboard(account_id),
                 )
             elif kind == "B":
                 checkout = await self.services.billing.checkout(rest, account_id, source="telegram")
@@ -530,7 +545,7 @@ class TelegramBot:
                 await query.answer()
                 await context.bot.send_message(
                     chat_id,
-                    f"{self.chat.product_label(product)}\nPay securely with Stripe; I'll message you when it's done.",
+                    f"{self.chat.product_label(product)}\nTap Pay now to open Stripe Checkout.",
                     reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton("💳 Pay now", url=checkout.url)]]),
                 )
             elif kind == "p":

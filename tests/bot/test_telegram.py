@@ -109,15 +109,14 @@ async def test_no_credits_gets_a_buy_button_and_is_not_charged(tg: TelegramServe
     assert tg.telegram.of("sendPhoto") == []
     async with tg.services.db.read() as session:
         assert await session.scalar(select(func.count()).select_from(Job)) == 0
-    # The Buy button lists packs and plans; choosing one gives a Stripe Checkout link.
+    # The Buy button lists packs and plans as links that open Stripe Checkout for this account.
     await tg.post(tg.telegram.callback_update("b", tg.telegram.sent_message(message)))
-    menus = await tg.telegram.wait_for("sendMessage", 2)
-    choices = [b["callback_data"] for b in buttons(menus[1])]
-    assert "B:pack:creator" in choices and "B:plan:flash" in choices
-    await tg.post(tg.telegram.callback_update("B:pack:creator", tg.telegram.sent_message(menus[1])))
-    pay = await tg.telegram.wait_for_text("Pay securely")
-    [link] = buttons(pay)
-    assert link["url"].startswith(tg.stripe.base_url + "/pay/cs_test_")
+    menu = await tg.telegram.wait_for_text("Choose a credit pack")
+    links = {b["text"].split(":")[0]: b["url"] for b in buttons(menu)}
+    assert set(links) >= {"Creator", "Flash hour"} and all("/checkout/start?t=" in u for u in links.values())
+    path = "/" + links["Creator"].split("://", 1)[1].split("/", 1)[1]
+    response = await tg.client.get(path, allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"].startswith(tg.stripe.base_url + "/pay/cs_test_")
     # Paying tells the buyer in Telegram.
     [order] = await tg.services.billing.orders()
     assert order.source == "telegram"
@@ -227,3 +226,30 @@ async def test_polling_mode_when_the_public_url_is_not_https(
     assert telegram_fake.of("setWebhook") == [] and telegram_fake.of("deleteWebhook")
     response = await client.post("/webhooks/telegram", json={"update_id": 1})
     assert response.status == 404  # updates arrive by polling only
+
+
+async def test_buy_in_local_development_creates_the_session_from_a_callback(
+    settings: Any, replicate_fake: Any, stripe_fake: Any, telegram_fake: Any, clock: Any, aiohttp_client: Any
+) -> None:
+    from core.config import Secrets
+    from tests.fakes.stripe import API_KEY
+    from tests.fakes.telegram import TOKEN
+    from tools.app import create_app
+
+    settings.telegram.mode = "webhook"  # plain-http public URL, as on a laptop behind a tunnel
+    settings.telegram.api_base_url = f"{telegram_fake.base_url}/bot"
+    settings.stripe.api_base = stripe_fake.base_url
+    secrets = Secrets(
+        REPLICATE_API_TOKEN=replicate_fake.token, STRIPE_SECRET_KEY=API_KEY, TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_WEBHOOK_SECRET="s",
+    )  # fmt: skip
+    client = await aiohttp_client(create_app(settings, clock=clock, secrets=secrets))
+    headers = {"X-Telegram-Bot-Api-Secret-Token": "s"}
+    await client.post("/webhooks/telegram", json=telegram_fake.text_update("/buy"), headers=headers)
+    menu = await telegram_fake.wait_for_text("Choose a credit pack")
+    assert "B:pack:creator" in [b.get("callback_data") for b in buttons(menu)]
+    click = telegram_fake.callback_update("B:pack:creator", telegram_fake.sent_message(menu))
+    await client.post("/webhooks/telegram", json=click, headers=headers)
+    pay = await telegram_fake.wait_for_text("Tap Pay now")
+    [link] = buttons(pay)
+    assert link["url"].startswith(stripe_fake.base_url + "/pay/cs_test_")
