@@ -19,6 +19,7 @@ from core.services import Services, open_services
 from storage import migrate
 from storage.db import create_engine
 from tests.fakes.replicate import FakeReplicate, RunningFake
+from tests.fakes.serve import serve
 from tests.fakes.stripe import FakeStripe
 
 POSTGRES_URL = os.environ.get("SHOWME_TEST_POSTGRES_URL")
@@ -92,16 +93,9 @@ async def replicate_fake(
 @pytest.fixture
 async def stripe_fake() -> AsyncIterator[FakeStripe]:
     """The fake Stripe API on plain http loopback (stripe-python reaches it through ``stripe.api_base``)."""
-    from aiohttp import web
-
     fake = FakeStripe()
-    runner = web.AppRunner(fake.app(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    yield fake
-    await runner.cleanup()
+    async with serve(fake.app()) as fake.base_url:
+        yield fake
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:

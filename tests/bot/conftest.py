@@ -12,6 +12,7 @@ from core.clock import ManualClock
 from core.config import Secrets, Settings
 from core.services import Services
 from tests.fakes.replicate import FakeReplicate
+from tests.fakes.serve import serve
 from tests.fakes.stripe import API_KEY, WEBHOOK_SECRET, FakeStripe
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tools.app import create_app
@@ -23,13 +24,8 @@ TELEGRAM_SECRET = "tg-secret_123"
 @pytest.fixture
 async def telegram_fake() -> AsyncIterator[FakeTelegram]:
     fake = FakeTelegram()
-    runner = web.AppRunner(fake.app(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    yield fake
-    await runner.cleanup()
+    async with serve(fake.app()) as fake.base_url:
+        yield fake
 
 
 @dataclass
@@ -90,15 +86,10 @@ async def discord_fake() -> AsyncIterator[Any]:
     from tests.fakes.discord import FakeDiscord
 
     fake = FakeDiscord()
-    runner = web.AppRunner(fake.app(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    yield fake
-    for ws in list(fake.sockets):
-        await ws.close()
-    await runner.cleanup()
+    async with serve(fake.app()) as fake.base_url:
+        yield fake
+        for ws in list(fake.sockets):
+            await ws.close()
 
 
 @dataclass
