@@ -159,7 +159,8 @@ async def test_group_commands_replies_and_a_visible_queue(tg: TelegramServer) ->
     await tg.post(tg.telegram.text_update("/imagine@showme_test_bot a blue barn", chat_id=group))
     await tg.post(tg.telegram.text_update("/imagine@another_bot a green barn", chat_id=group))
     photos = await tg.telegram.wait_for("sendPhoto", 2, timeout=15)
-    assert [p.params["caption"].split("\n")[0] for p in photos] == ["a red barn", "a blue barn"]
+    # Both arrive at once and are handled concurrently: either may run first; the other waits its turn.
+    assert {p.params["caption"].split("\n")[0] for p in photos} == {"a red barn", "a blue barn"}
     queued = [c for c in tg.telegram.of("sendMessage") if "Queued" in c.params.get("text", "")]
     assert len(queued) == 1 and "number 1 in line" in queued[0].params["text"]
     # A reply to the bot's message in the group is a request.
