@@ -85,6 +85,15 @@ class AccountService:
         Returns ``(account, created)``. Concurrent first contacts create one account: the unique
         (platform, external id) constraint decides, inside one write transaction.
         """
+        # Every chat message looks its sender up: a plain read first, the write transaction only on first contact.
+        async with self.db.read() as session:
+            found = await session.scalar(
+                select(Account)
+                .join(Identity, Identity.account_id == Account.id)
+                .where(Identity.platform == platform, Identity.external_id == external_id)
+            )
+        if found is not None:
+            return _view(found), False
         try:
             return await self._for_identity(platform, external_id, name)
         except IntegrityError:

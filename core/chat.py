@@ -10,7 +10,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import update
 
@@ -33,6 +33,9 @@ from core.generation import GenerationRequest, GenerationService, JobView
 from core.prompts import extract_image_request
 from storage.db import Database
 from storage.models import Account
+
+if TYPE_CHECKING:
+    from core.services import Services
 
 T = TypeVar("T")
 
@@ -120,6 +123,19 @@ class ChatService:
         self.generation = generation
         self.billing = billing
         self.queue = JobQueue(max_queued)
+
+    @classmethod
+    def for_platform(cls, services: Services, platform: str, max_queued: int) -> ChatService:
+        """The chat service of one adapter (``telegram``, ``discord``), built from the process's services."""
+        return cls(
+            platform=platform,
+            db=services.db,
+            settings=services.settings,
+            accounts=services.accounts,
+            generation=services.generation,
+            billing=services.billing,
+            max_queued=max_queued,
+        )
 
     async def account(self, user_id: int | str, name: str) -> tuple[AccountView, bool]:
         """The account of a chat user (identity ``<platform>:<user id>``), created with starter credits on first

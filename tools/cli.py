@@ -145,10 +145,13 @@ async def cmd_credits_show(args: argparse.Namespace, s: Services) -> int:
         left = f", {quota.minutes_left} min left" if quota.minutes_left is not None else ""
         lines.append(f"  session quota: {_plural(quota.remaining, quota.unit)}{left}")
     for entry in ledger:
+        # A grant's ledger delta is 0 (its amount is the grant's own); show what it added.
+        effect = entry.amount if entry.kind == "grant" else entry.delta
+        job = f", job {entry.job_id}" if entry.job_id else ""
+        note = f" {entry.note}" if entry.note and entry.kind in ("grant", "expire", "refund") else ""
         lines.append(
             f"  {entry.created_at:%Y-%m-%d %H:%M:%S} {entry.kind:<8} {_plural(entry.amount, entry.unit):<12} "
-            f"balance effect {entry.delta:+d} (grant {entry.grant_id}{', job ' + entry.job_id if entry.job_id else ''})"
-            + (f" {entry.note}" if entry.note and entry.kind in ("grant", "expire", "refund") else "")
+            f"balance effect {effect:+d} (grant {entry.grant_id}{job}){note}"
         )
     _emit(args, {"balance": balance, "ledger": ledger}, "\n".join(lines))
     return 0

@@ -111,15 +111,7 @@ class DiscordBot:
         self.services = services
         self.settings = services.settings
         self.token = token
-        self.chat = ChatService(
-            platform="discord",
-            db=services.db,
-            settings=self.settings,
-            accounts=services.accounts,
-            generation=services.generation,
-            billing=services.billing,
-            max_queued=self.settings.discord.max_queued_per_user,
-        )
+        self.chat = ChatService.for_platform(services, "discord", self.settings.discord.max_queued_per_user)
         # discord.py keeps its endpoints in class attributes; config points them elsewhere (tests, proxies).
         discord.http.Route.BASE = self.settings.discord.api_base_url.rstrip("/")
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.settings.discord.gateway_url)

@@ -112,15 +112,7 @@ class TelegramBot:
         self.services = services
         self.settings = services.settings
         tg = self.settings.telegram
-        self.chat = ChatService(
-            platform="telegram",
-            db=services.db,
-            settings=self.settings,
-            accounts=services.accounts,
-            generation=services.generation,
-            billing=services.billing,
-            max_queued=tg.max_queued_per_user,
-        )
+        self.chat = ChatService.for_platform(services, "telegram", tg.max_queued_per_user)
         self.secret = webhook_secret(token, secret)
         public = self.settings.server.public_url
         self.webhook = tg.mode == "webhook" or (tg.mode == "auto" and public.startswith("https://"))
