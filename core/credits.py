@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, nulls_last, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, nulls_last, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,6 +90,40 @@ def _insert(session: AsyncSession) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+# The hot statements, built once: building a statement costs more than running it on SQLite.
+_LOCK_ACCOUNT = select(Account.id).where(Account.id == bindparam("account")).with_for_update(key_share=True)
+_ACTIVE_ANY = and_(
+    CreditGrant.account_id == bindparam("account"),
+    CreditGrant.remaining > 0,
+    CreditGrant.voided_at.is_(None),
+    or_(CreditGrant.expires_at.is_(None), CreditGrant.expires_at > bindparam("now")),
+)
+_BURN_DOWN = (CreditGrant.priority, nulls_last(CreditGrant.expires_at), CreditGrant.created_at, CreditGrant.id)
+_GRANT_COLUMNS = (CreditGrant.id, CreditGrant.unit, CreditGrant.remaining, CreditGrant.eligible_models)
+_ELIGIBLE_ANY = select(*_GRANT_COLUMNS).where(_ACTIVE_ANY).order_by(*_BURN_DOWN)
+_ELIGIBLE = select(*_GRANT_COLUMNS).where(_ACTIVE_ANY, CreditGrant.unit == bindparam("unit")).order_by(*_BURN_DOWN)
+_TAKE = (
+    update(CreditGrant)
+    .where(CreditGrant.id == bindparam("grant"), CreditGrant.remaining >= bindparam("take"))
+    .values(remaining=CreditGrant.remaining - bindparam("take"))
+)
+_GIVE_BACK = (
+    update(CreditGrant)
+    .where(CreditGrant.id == bindparam("grant"))
+    .values(remaining=CreditGrant.remaining + bindparam("give"))
+)
+_WIN_CHARGE = (
+    update(Job)
+    .where(Job.id == bindparam("job"), Job.charge_state == "held")
+    .values(charge_state=bindparam("state"), charged=bindparam("charged"))
+)
+_HOLDS = (
+    select(LedgerEntry.account_id, LedgerEntry.grant_id, LedgerEntry.job_id, LedgerEntry.amount, LedgerEntry.op_key)
+    .where(LedgerEntry.op_key == bindparam("op_key"), LedgerEntry.kind == "hold")
+    .order_by(LedgerEntry.id)
+)
+
+
 class CreditService:
     """Grants, holds and balances. Times come from ``clock`` (UTC)."""
 
@@ -98,15 +132,19 @@ class CreditService:
         self.settings = settings
         self.clock = clock
 
-    async def lock_account(self, session: AsyncSession, account_id: int) -> None:
+    def lock(self, conn: Connection, account_id: int) -> None:
         """Serialise credit writes of one account: ``FOR NO KEY UPDATE`` on PostgreSQL (it does not block the
         ``KEY SHARE`` locks that foreign-key checks take), while SQLite's ``BEGIN IMMEDIATE`` already holds the
         database write lock. Every credit-writing transaction takes this lock first, so locks are always
         acquired account → job → grants and cannot deadlock. Raises ``InvalidRequest`` (field ``account``)
         when the account does not exist."""
-        found = await session.scalar(select(Account.id).where(Account.id == account_id).with_for_update(key_share=True))
+        found = conn.execute(_LOCK_ACCOUNT, {"account": account_id}).scalar()
         if found is None:
             raise InvalidRequest(f"account {account_id} does not exist", field="account")
+
+    async def lock_account(self, session: AsyncSession, account_id: int) -> None:
+        """``lock`` inside an ORM session's transaction."""
+        await session.run_sync(lambda sync: self.lock(sync.connection(), account_id))
 
     async def grant(
         self,
@@ -191,71 +229,47 @@ class CreditService:
             note="starter credits",
         )
 
-    def _active_any_unit(self, account_id: int, now: datetime):  # type: ignore[no-untyped-def]
-        return and_(
-            CreditGrant.account_id == account_id,
-            CreditGrant.remaining > 0,
-            CreditGrant.voided_at.is_(None),
-            or_(CreditGrant.expires_at.is_(None), CreditGrant.expires_at > now),
-        )
-
-    def _active(self, account_id: int, unit: str, now: datetime):  # type: ignore[no-untyped-def]
-        return and_(
-            CreditGrant.account_id == account_id,
-            CreditGrant.unit == unit,
-            CreditGrant.remaining > 0,
-            CreditGrant.voided_at.is_(None),
-            or_(CreditGrant.expires_at.is_(None), CreditGrant.expires_at > now),
-        )
-
-    async def _eligible_grants(
-        self, session: AsyncSession, account_id: int, unit: str | None, model: str | None
-    ) -> list[CreditGrant]:
-        """Active grants in burn-down order; ``unit`` None means every unit (one query for ``choose_charge``)."""
+    def _eligible_grants(self, conn: Connection, account_id: int, unit: str | None, model: str | None) -> list[Any]:
+        """Active grants in burn-down order (rows with ``id``, ``unit``, ``remaining``); ``unit`` None means
+        every unit (one query for ``choose_charge``)."""
         now = self.clock.now()
-        condition = self._active(account_id, unit, now) if unit else self._active_any_unit(account_id, now)
-        rows = (
-            await session.scalars(
-                select(CreditGrant)
-                .where(condition)
-                .order_by(
-                    CreditGrant.priority, nulls_last(CreditGrant.expires_at), CreditGrant.created_at, CreditGrant.id
-                )
-            )
-        ).all()
+        if unit is None:
+            rows = conn.execute(_ELIGIBLE_ANY, {"account": account_id, "now": now})
+        else:
+            rows = conn.execute(_ELIGIBLE, {"account": account_id, "unit": unit, "now": now})
         return [g for g in rows if not g.eligible_models or (model is not None and model in g.eligible_models)]
 
-    async def choose_charge(
-        self, session: AsyncSession, *, account_id: int, model: str, outputs: int, credits_per_output: int
-    ) -> tuple[Charge, list[CreditGrant]]:
+    def choose_charge(
+        self, conn: Connection, *, account_id: int, model: str, outputs: int, credits_per_output: int
+    ) -> tuple[Charge, list[Any]]:
         """How a generation of ``outputs`` images of ``model`` is paid: from an active session image quota
         that covers every output and admits the model, else ``outputs × credits_per_output`` credits.
         Returns the charge and the grants it would burn (hand both to ``hold``)."""
-        grants = await self._eligible_grants(session, account_id, None, model)
+        grants = self._eligible_grants(conn, account_id, None, model)
         images = [g for g in grants if g.unit == "image"]
         if sum(g.remaining for g in images) >= outputs:
             return Charge("image", outputs), images
         return Charge("credit", outputs * credits_per_output), [g for g in grants if g.unit == "credit"]
 
-    async def hold(
+    def hold(
         self,
-        session: AsyncSession,
+        conn: Connection,
         *,
         account_id: int,
         job_id: str,
         charge: Charge,
         model: str | None = None,
-        grants: list[CreditGrant] | None = None,
+        grants: list[Any] | None = None,
     ) -> list[tuple[int, int]]:
         """Take ``charge`` from the account's grants in burn-down order and record ``hold`` entries.
 
         Returns ``[(grant_id, amount), …]``. Raises ``InsufficientCredits`` (nothing written) when the
-        active grants hold less than ``charge.amount``. Call ``lock_account`` first in the same transaction.
+        active grants hold less than ``charge.amount``. Call ``lock`` first in the same transaction.
         """
         if charge.amount == 0:
             return []
         if grants is None:
-            grants = await self._eligible_grants(session, account_id, charge.unit, model)
+            grants = self._eligible_grants(conn, account_id, charge.unit, model)
         available = sum(g.remaining for g in grants)
         if available < charge.amount:
             noun = "credits" if charge.unit == "credit" else f"{charge.unit} quota"
@@ -272,124 +286,116 @@ class CreditService:
             if left == 0:
                 break
             take = min(grant.remaining, left)
-            result = await session.execute(
-                update(CreditGrant)
-                .where(CreditGrant.id == grant.id, CreditGrant.remaining >= take)
-                .values(remaining=CreditGrant.remaining - take)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            result = conn.execute(_TAKE, {"grant": grant.id, "take": take})
+            if result.rowcount != 1:
                 raise RuntimeError(f"grant {grant.id} changed under a locked transaction")
-            session.add(
-                LedgerEntry(
-                    account_id=account_id,
-                    grant_id=grant.id,
-                    job_id=job_id,
-                    kind="hold",
-                    amount=take,
-                    delta=-take,
-                    op_key=f"job:{job_id}",
-                    created_at=now,
-                )
-            )
             taken.append((grant.id, take))
             left -= take
-        await session.flush()
+        conn.execute(
+            insert(LedgerEntry),
+            [
+                {
+                    "account_id": account_id,
+                    "grant_id": grant_id,
+                    "job_id": job_id,
+                    "kind": "hold",
+                    "amount": take,
+                    "delta": -take,
+                    "op_key": f"job:{job_id}",
+                    "note": None,
+                    "created_at": now,
+                }
+                for grant_id, take in taken
+            ],
+        )
         return taken
 
-    async def _lock_job_account(self, session: AsyncSession, job_id: str) -> None:
-        if self.db.is_sqlite:
+    def _lock_job_account(self, conn: Connection, job_id: str) -> None:
+        if conn.dialect.name == "sqlite":
             return  # BEGIN IMMEDIATE already excludes every other writer
-        account_id = await session.scalar(select(Job.account_id).where(Job.id == job_id))
+        account_id = conn.execute(select(Job.account_id).where(Job.id == job_id)).scalar()
         if account_id is not None:
-            await self.lock_account(session, account_id)
+            self.lock(conn, account_id)
 
-    async def _holds(self, session: AsyncSession, job_id: str) -> list[LedgerEntry]:
-        return list(
-            (
-                await session.scalars(
-                    select(LedgerEntry)
-                    .where(LedgerEntry.op_key == f"job:{job_id}", LedgerEntry.kind == "hold")
-                    .order_by(LedgerEntry.id)
-                )
-            ).all()
+    def _give_back(self, conn: Connection, entries: list[tuple[Any, int]], note: str | None) -> None:
+        """Return ``amount`` of each ``(hold entry, amount)`` to its grant, with ``release`` entries."""
+        entries = [(entry, amount) for entry, amount in entries if amount]
+        if not entries:
+            return
+        for entry, amount in entries:
+            conn.execute(_GIVE_BACK, {"grant": entry.grant_id, "give": amount})
+        now = self.clock.now()
+        conn.execute(
+            insert(LedgerEntry),
+            [
+                {
+                    "account_id": entry.account_id,
+                    "grant_id": entry.grant_id,
+                    "job_id": entry.job_id,
+                    "kind": "release",
+                    "amount": amount,
+                    "delta": amount,
+                    "op_key": entry.op_key,
+                    "note": note,
+                    "created_at": now,
+                }
+                for entry, amount in entries
+            ],
         )
 
-    async def _give_back(self, session: AsyncSession, entry: LedgerEntry, amount: int, note: str | None) -> None:
-        await session.execute(
-            update(CreditGrant)
-            .where(CreditGrant.id == entry.grant_id)
-            .values(remaining=CreditGrant.remaining + amount)
-            .execution_options(synchronize_session=False)
-        )
-        session.add(
-            LedgerEntry(
-                account_id=entry.account_id,
-                grant_id=entry.grant_id,
-                job_id=entry.job_id,
-                kind="release",
-                amount=amount,
-                delta=amount,
-                op_key=entry.op_key,
-                note=note,
-                created_at=self.clock.now(),
-            )
-        )
+    def _win_charge(self, conn: Connection, job_id: str, state: str, charged: int) -> list[Any] | None:
+        """Move the job's charge from ``held`` to ``state`` (conditional update); the hold entries when this
+        transaction won, None when the charge had already left ``held``."""
+        self._lock_job_account(conn, job_id)
+        won = conn.execute(_WIN_CHARGE, {"job": job_id, "state": state, "charged": charged})
+        if won.rowcount != 1:
+            return None
+        return list(conn.execute(_HOLDS, {"op_key": f"job:{job_id}"}))
 
-    async def settle(self, session: AsyncSession, job_id: str, used: int) -> bool:
+    def settle(self, conn: Connection, job_id: str, used: int) -> bool:
         """Turn ``used`` units of the job's hold into a spend and release the rest, exactly once.
 
         Returns False (and writes nothing) when the job's charge is not ``held`` any more.
         """
-        await self._lock_job_account(session, job_id)
-        won = await session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.charge_state == "held")
-            .values(charge_state="settled", charged=used)
-            .execution_options(synchronize_session=False)
-        )
-        if won.rowcount != 1:  # type: ignore[attr-defined]
+        holds = self._win_charge(conn, job_id, "settled", used)
+        if holds is None:
             return False
         left = used
         now = self.clock.now()
-        for entry in await self._holds(session, job_id):
+        spends: list[dict[str, Any]] = []
+        unused: list[tuple[Any, int]] = []
+        for entry in holds:
             spend = min(entry.amount, left)
             left -= spend
             if spend:
-                session.add(
-                    LedgerEntry(
-                        account_id=entry.account_id,
-                        grant_id=entry.grant_id,
-                        job_id=job_id,
-                        kind="settle",
-                        amount=spend,
-                        delta=0,
-                        op_key=entry.op_key,
-                        created_at=now,
-                    )
+                spends.append(
+                    {
+                        "account_id": entry.account_id,
+                        "grant_id": entry.grant_id,
+                        "job_id": job_id,
+                        "kind": "settle",
+                        "amount": spend,
+                        "delta": 0,
+                        "op_key": entry.op_key,
+                        "note": None,
+                        "created_at": now,
+                    }
                 )
-            if entry.amount - spend:
-                await self._give_back(session, entry, entry.amount - spend, "unused part of hold")
-        await session.flush()
+            unused.append((entry, entry.amount - spend))
+        if spends:
+            conn.execute(insert(LedgerEntry), spends)
+        self._give_back(conn, unused, "unused part of hold")
         return True
 
-    async def release(self, session: AsyncSession, job_id: str, reason: str | None = None) -> bool:
+    def release(self, conn: Connection, job_id: str, reason: str | None = None) -> bool:
         """Return the job's whole hold to the grants it came from, exactly once.
 
         Returns False (and writes nothing) when the job's charge is not ``held``.
         """
-        await self._lock_job_account(session, job_id)
-        won = await session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.charge_state == "held")
-            .values(charge_state="released", charged=0)
-            .execution_options(synchronize_session=False)
-        )
-        if won.rowcount != 1:  # type: ignore[attr-defined]
+        holds = self._win_charge(conn, job_id, "released", 0)
+        if holds is None:
             return False
-        for entry in await self._holds(session, job_id):
-            await self._give_back(session, entry, entry.amount, (reason or "")[:255] or None)
-        await session.flush()
+        self._give_back(conn, [(entry, entry.amount) for entry in holds], (reason or "")[:255] or None)
         return True
 
     async def expire_due(self, account_id: int | None = None) -> int:

@@ -29,13 +29,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
 from core.config import Settings
@@ -62,6 +62,10 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "canceled")
+_BY_KEY = select(Job.id, Job.request_hash).where(
+    Job.account_id == bindparam("account"), Job.idempotency_key == bindparam("key")
+)
+_JOB_CHARGE = select(Job.status, Job.cost, Job.num_outputs).where(Job.id == bindparam("job"))
 
 
 @dataclass(frozen=True)
@@ -211,49 +215,49 @@ class GenerationService:
         job_id = uuid.uuid4().hex
         now = self.clock.now()
 
-        async def create(session: AsyncSession) -> Job | None:
-            """The job and its hold, or the job already holding this idempotency key."""
-            await self.credits.lock_account(session, account_id)
-            existing = await session.scalar(select(Job).where(Job.account_id == account_id, Job.idempotency_key == key))
-            if existing is not None:
-                return existing
-            charge, grants = await self.credits.choose_charge(
-                session,
+        values = {
+            "id": job_id,
+            "account_id": account_id,
+            "kind": "image",
+            "model": model_name,
+            "prompt": prompt,
+            "params": params,
+            "num_outputs": request.num_outputs,
+            "status": "queued",
+            "prediction_id": None,
+            "error_code": None,
+            "error": None,
+            "charged": 0,
+            "charge_state": "held",
+            "source": request.source,
+            "conversation_id": request.conversation_id,
+            "idempotency_key": key,
+            "request_hash": request_hash,
+            "lease_owner": self.runner_id,
+            "lease_expires_at": now + timedelta(seconds=self.settings.generation.lease_seconds),
+            "created_at": now,
+            "started_at": None,
+            "finished_at": None,
+        }
+
+        def create(conn: Connection) -> tuple[str, str] | None:
+            """The job and its hold; or ``(id, request hash)`` of the job already holding this key."""
+            self.credits.lock(conn, account_id)
+            if request.idempotency_key is not None:
+                existing = conn.execute(_BY_KEY, {"account": account_id, "key": key}).first()
+                if existing is not None:
+                    return existing.id, existing.request_hash
+            charge, grants = self.credits.choose_charge(
+                conn,
                 account_id=account_id,
                 model=model_name,
                 outputs=request.num_outputs,
                 credits_per_output=spec.price,
             )
-            await session.execute(
-                insert(Job).values(
-                    id=job_id,
-                    account_id=account_id,
-                    kind="image",
-                    model=model_name,
-                    prompt=prompt,
-                    params=params,
-                    num_outputs=request.num_outputs,
-                    status="queued",
-                    prediction_id=None,
-                    error_code=None,
-                    error=None,
-                    unit=charge.unit,
-                    cost=charge.amount,
-                    charged=0,
-                    charge_state="held",
-                    source=request.source,
-                    conversation_id=request.conversation_id,
-                    idempotency_key=key,
-                    request_hash=request_hash,
-                    lease_owner=self.runner_id,
-                    lease_expires_at=now + timedelta(seconds=self.settings.generation.lease_seconds),
-                    created_at=now,
-                    started_at=None,
-                    finished_at=None,
-                )
-            )
-            await self.credits.hold(
-                session, account_id=account_id, job_id=job_id, charge=charge, model=model_name, grants=grants
+            values["unit"], values["cost"] = charge.unit, charge.amount
+            conn.execute(insert(Job), values)
+            self.credits.hold(
+                conn, account_id=account_id, job_id=job_id, charge=charge, model=model_name, grants=grants
             )
             return None
 
@@ -262,23 +266,22 @@ class GenerationService:
         except IntegrityError:
             # Another process inserted the same idempotency key between our read and our insert.
             async with self.db.read() as session:
-                existing = await session.scalar(
-                    select(Job).where(Job.account_id == account_id, Job.idempotency_key == key)
-                )
-            if existing is None:
+                found = (await session.execute(_BY_KEY, {"account": account_id, "key": key})).first()
+            if found is None:
                 raise
+            existing = found.id, found.request_hash
         if existing is not None:
-            return await self._same_request(existing, request_hash)
+            return await self._same_request(existing[0], existing[1], request_hash)
         self._fresh[job_id] = (None, model_name, params, request.num_outputs, account_id, prompt, None)
-        view = await self.get(job_id)
+        view = self._view(SimpleNamespace(**values), [])
         self._notify("generation_started", view)
         self._spawn(job_id)
         return view
 
-    async def _same_request(self, job: Job, request_hash: str) -> JobView:
-        if job.request_hash != request_hash:
+    async def _same_request(self, job_id: str, job_hash: str, request_hash: str) -> JobView:
+        if job_hash != request_hash:
             raise Conflict("this idempotency key was already used for a different request", field="idempotency_key")
-        return await self.get(job.id)
+        return await self.get(job_id)
 
     async def generate(self, account_id: int, request: GenerationRequest, *, timeout: float | None = None) -> JobView:
         """``submit`` and wait until the job finishes (or ``timeout`` seconds pass; then it is still running)."""
@@ -294,7 +297,11 @@ class GenerationService:
         if job is None or (account_id is not None and job.account_id != account_id):
             raise NotFound(f"job {job_id} does not exist")
         assets = await self.library.for_job(job_id) if job.status == "succeeded" else []
-        running = job.status == "queued" and job_id in self._running
+        return self._view(job, assets)
+
+    def _view(self, job: Any, assets: list[AssetView]) -> JobView:
+        """A ``JobView`` of a job row (ORM object, Core row or the values just inserted)."""
+        running = job.status == "queued" and job.id in self._running
         return JobView(
             id=job.id,
             account_id=job.account_id,
@@ -314,7 +321,7 @@ class GenerationService:
             conversation_id=job.conversation_id,
             source=job.source,
             created_at=job.created_at,
-            started_at=job.started_at or self._running.get(job_id),
+            started_at=job.started_at or self._running.get(job.id),
             finished_at=job.finished_at,
             assets=assets,
             style=job.params.get("style"),
@@ -371,13 +378,8 @@ class GenerationService:
     async def _update_job(self, job_id: str, *conditions: Any, **values: Any) -> None:
         """One conditional ``UPDATE jobs`` through the group commit."""
 
-        async def op(session: AsyncSession) -> None:
-            await session.execute(
-                update(Job)
-                .where(Job.id == job_id, *conditions)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+        def op(conn: Connection) -> None:
+            conn.execute(update(Job).where(Job.id == job_id, *conditions).values(**values))
 
         await self.db.run_write(op)
 
@@ -400,13 +402,12 @@ class GenerationService:
                 await asyncio.gather(renewer, return_exceptions=True)
 
     async def _execute(self, job_id: str) -> None:
-        async def start(session: AsyncSession) -> tuple[Any, ...] | None:
-            job = await session.get(Job, job_id)
+        def start(conn: Connection) -> tuple[Any, ...] | None:
+            job = conn.execute(select(Job).where(Job.id == job_id)).first()
             if job is None or job.status in FINISHED:
                 return None
-            job.status = "running"
-            job.started_at = job.started_at or self.clock.now()
-            await session.flush()
+            started_at = job.started_at or self.clock.now()
+            conn.execute(update(Job).where(Job.id == job_id).values(status="running", started_at=started_at))
             return (
                 job.prediction_id,
                 job.model,
@@ -414,7 +415,7 @@ class GenerationService:
                 job.num_outputs,
                 job.account_id,
                 job.prompt,
-                job.started_at,
+                started_at,
             )
 
         started = self._fresh.pop(job_id, None)
@@ -521,12 +522,9 @@ class GenerationService:
                 )
                 stored = await self.blobs.put(thumb, ".webp", prefix="thumbs/")
 
-                async def set_thumb(session: AsyncSession, index: int = index, key: str = stored.key) -> None:
-                    await session.execute(
-                        update(Asset)
-                        .where(Asset.job_id == job_id, Asset.output_index == index)
-                        .values(thumb_key=key)
-                        .execution_options(synchronize_session=False)
+                def set_thumb(conn: Connection, index: int = index, key: str = stored.key) -> None:
+                    conn.execute(
+                        update(Asset).where(Asset.job_id == job_id, Asset.output_index == index).values(thumb_key=key)
                     )
 
                 await self.db.run_write(set_thumb)
@@ -544,91 +542,101 @@ class GenerationService:
         params: dict[str, Any],
         stored: list[tuple[int, dict[str, Any]]],
     ) -> None:
-        async def finish(session: AsyncSession) -> bool:
-            await self.credits.lock_account(session, account_id)
-            job = await session.get(Job, job_id)
+        prediction_id = self._prediction_ids.pop(job_id, None)
+        started_at = self._running.get(job_id)
+        tags = ",".join(t for t in (model_name, params.get("style")) if t)
+
+        def finish(conn: Connection) -> tuple[Any, list[Any]] | None:
+            """Assets, settle and the job's new state in one transaction; the finished job row and its asset
+            rows, or None when the job had already finished."""
+            self.credits.lock(conn, account_id)
+            job = conn.execute(_JOB_CHARGE, {"job": job_id}).first()
             if job is None or job.status in FINISHED:
-                return False
-            for index, blob in stored:
-                await session.execute(
-                    _insert(self.db)(Asset)
-                    .values(
-                        account_id=account_id,
-                        job_id=job_id,
-                        output_index=index,
-                        kind="image",
-                        name=prompt[:120],
-                        description="",
-                        tags=",".join(t for t in (model_name, params.get("style")) if t),
-                        category="generated",
-                        favorite=False,
-                        prompt=prompt,
-                        model=model_name,
-                        use_count=0,
-                        view_count=0,
-                        created_at=self.clock.now(),
-                        updated_at=self.clock.now(),
+                return None
+            now = self.clock.now()
+            conn.execute(
+                _insert(self.db)(Asset).on_conflict_do_nothing(index_elements=["job_id", "output_index"]),
+                [
+                    {
+                        "account_id": account_id,
+                        "job_id": job_id,
+                        "output_index": index,
+                        "kind": "image",
+                        "name": prompt[:120],
+                        "description": "",
+                        "tags": tags,
+                        "category": "generated",
+                        "folder": None,
+                        "favorite": False,
+                        "prompt": prompt,
+                        "model": model_name,
+                        "use_count": 0,
+                        "view_count": 0,
+                        "created_at": now,
+                        "updated_at": now,
                         **blob,
-                    )
-                    .on_conflict_do_nothing(index_elements=["job_id", "output_index"])
-                )
+                    }
+                    for index, blob in stored
+                ],
+            )
             per_output = job.cost // job.num_outputs if job.num_outputs else job.cost
-            await self.credits.settle(session, job_id, per_output * len(stored))
-            await session.execute(
+            self.credits.settle(conn, job_id, per_output * len(stored))
+            conn.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status.in_(ACTIVE))
                 .values(
                     status="succeeded",
-                    started_at=func.coalesce(Job.started_at, self._running.get(job_id)),
-                    finished_at=self.clock.now(),
+                    started_at=func.coalesce(Job.started_at, started_at),
+                    finished_at=now,
                     lease_owner=None,
-                    prediction_id=self._prediction_ids.pop(job_id, job.prediction_id),
+                    prediction_id=func.coalesce(prediction_id, Job.prediction_id),
                 )
-                .execution_options(synchronize_session=False)
             )
-            return True
+            return (
+                conn.execute(select(Job).where(Job.id == job_id)).one(),
+                list(conn.execute(select(Asset).where(Asset.job_id == job_id).order_by(Asset.output_index))),
+            )
 
-        if not await self.db.run_write(finish):
+        finished = await self.db.run_write(finish)
+        if finished is None:
             return
         self.library.invalidate(account_id)  # the new images are searchable by their prompt
-        self._notify("image_generated", await self._remember(job_id))
-
-    async def _remember(self, job_id: str) -> JobView:
-        """Read the finished job once, for its listeners and its waiters."""
+        job, assets = finished
         self._running.pop(job_id, None)
-        view = await self.get(job_id)
-        self._finished[job_id] = view
-        asyncio.get_running_loop().call_later(60, self._finished.pop, job_id, None)
+        self._notify("image_generated", self._remember(self._view(job, [self.library.view(a) for a in assets])))
+
+    def _remember(self, view: JobView) -> JobView:
+        """Keep a finished job a minute for its waiters."""
+        self._running.pop(view.id, None)
+        self._finished[view.id] = view
+        asyncio.get_running_loop().call_later(60, self._finished.pop, view.id, None)
         return view
 
     async def _fail(self, job_id: str, err: ShowmeError) -> None:
         prediction_id = self._prediction_ids.pop(job_id, None)
 
-        async def fail(session: AsyncSession) -> None:
-            await self.credits.release(session, job_id, reason=err.code)
+        started_at = self._running.get(job_id)
+
+        def fail(conn: Connection) -> None:
+            self.credits.release(conn, job_id, reason=err.code)
             if prediction_id:
-                await session.execute(
-                    update(Job)
-                    .where(Job.id == job_id)
-                    .values(prediction_id=prediction_id)
-                    .execution_options(synchronize_session=False)
-                )
-            await session.execute(
+                conn.execute(update(Job).where(Job.id == job_id).values(prediction_id=prediction_id))
+            conn.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status.in_(ACTIVE))
                 .values(
-                    started_at=func.coalesce(Job.started_at, self._running.get(job_id)),
+                    started_at=func.coalesce(Job.started_at, started_at),
                     status="canceled" if isinstance(err, GenerationCanceled) else "failed",
                     error_code=err.code,
                     error=err.message,
                     finished_at=self.clock.now(),
                     lease_owner=None,
                 )
-                .execution_options(synchronize_session=False)
             )
 
         await self.db.run_write(fail)
-        self._notify("generation_failed", await self._remember(job_id))
+        self._running.pop(job_id, None)
+        self._notify("generation_failed", self._remember(await self.get(job_id)))
 
     # -- restart -------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
@@ -382,10 +382,10 @@ class UseRecorder:
                 key = (use.asset_id, use.kind == "view")
                 counts[key] = counts.get(key, 0) + 1
 
-            async def write(
-                session: AsyncSession, batch: list[PendingUse] = batch, counts: dict[tuple[int, bool], int] = counts
+            def write(
+                conn: Connection, batch: list[PendingUse] = batch, counts: dict[tuple[int, bool], int] = counts
             ) -> None:
-                await session.execute(
+                conn.execute(
                     insert(AssetUse),
                     [
                         {
@@ -401,12 +401,7 @@ class UseRecorder:
                 )
                 for (asset_id, is_view), n in counts.items():
                     column = Asset.view_count if is_view else Asset.use_count
-                    await session.execute(
-                        update(Asset)
-                        .where(Asset.id == asset_id)
-                        .values({column: column + n})
-                        .execution_options(synchronize_session=False)
-                    )
+                    conn.execute(update(Asset).where(Asset.id == asset_id).values({column: column + n}))
 
             await self.db.run_write(write)
             written += len(batch)

@@ -90,7 +90,11 @@ async def test_burn_down_order(services: Services, clock: ManualClock) -> None:
             )
         )
         await session.flush()
-        taken = await services.credits.hold(session, account_id=account, job_id="j" * 32, charge=Charge("credit", 11))
+        taken = await session.run_sync(
+            lambda sync: services.credits.hold(
+                sync.connection(), account_id=account, job_id="j" * 32, charge=Charge("credit", 11)
+            )
+        )
     # starter (priority 50) first; then priority 100: soonest expiry, later expiry, never-expiring oldest first.
     assert taken == [(starter, 2), (expiring_soon, 2), (expiring_late, 2), (paid_old, 3), (paid_new, 2)]
     assert expired not in dict(taken)
@@ -101,9 +105,8 @@ async def test_settle_and_release_happen_once(services: Services, replicate_fake
     account = (await services.accounts.create("Acme")).id
     job = await services.generation.generate(account, GenerationRequest(prompt="a cat", num_outputs=2))
     assert job.charged == 2
-    async with services.db.write() as session:
-        assert await services.credits.settle(session, job.id, 2) is False
-        assert await services.credits.release(session, job.id) is False
+    assert await services.db.run_write(lambda conn: services.credits.settle(conn, job.id, 2)) is False
+    assert await services.db.run_write(lambda conn: services.credits.release(conn, job.id)) is False
     async with services.db.read() as session:
         kinds = (await session.scalars(select(LedgerEntry.kind).where(LedgerEntry.job_id == job.id))).all()
     assert sorted(kinds) == ["hold", "settle"]
