@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -54,6 +55,7 @@ class AccountService:
         self.credits = credits
         self.clock = clock
         self.key_cache_seconds = key_cache_seconds
+        self._key_lookups: dict[str, asyncio.Future[tuple[int, tuple[str, ...]] | None]] = {}
         self._key_cache: dict[str, tuple[float, tuple[int, tuple[str, ...]] | None]] = {}
 
     async def create(self, name: str, *, kind: str = "business") -> AccountView:
@@ -162,19 +164,27 @@ class AccountService:
         """``(account_id, scopes)`` for a valid, unrevoked key; None otherwise.
 
         Answers (including "no such key") are cached for ``key_cache_seconds``, so the hot path of a tool
-        call does not touch the database; a revoked key stops working within that time."""
+        call does not touch the database; a revoked key stops working within that time. Concurrent calls
+        with a key not in the cache share one lookup (a burst of calls would otherwise all query at once)."""
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
         digest = hash_key(key)
-        now = time.monotonic()
         cached = self._key_cache.get(digest)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        lookup = self._key_lookups.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up_key(digest))
+            self._key_lookups[digest] = lookup
+            lookup.add_done_callback(lambda _f: self._key_lookups.pop(digest, None))
+        return await asyncio.shield(lookup)
+
+    async def _look_up_key(self, digest: str) -> tuple[int, tuple[str, ...]] | None:
         async with self.db.read() as session:
             row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
         result = (row.account_id, tuple(row.scopes.split())) if row is not None else None
         if self.key_cache_seconds > 0:
             if len(self._key_cache) > 10_000:
                 self._key_cache.clear()
-            self._key_cache[digest] = (now + self.key_cache_seconds, result)
+            self._key_cache[digest] = (time.monotonic() + self.key_cache_seconds, result)
         return result
