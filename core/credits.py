@@ -132,12 +132,15 @@ class CreditService:
         self.settings = settings
         self.clock = clock
 
-    def lock(self, conn: Connection, account_id: int) -> None:
+    def lock(self, conn: Connection, account_id: int, *, verify: bool = True) -> None:
         """Serialise credit writes of one account: ``FOR NO KEY UPDATE`` on PostgreSQL (it does not block the
         ``KEY SHARE`` locks that foreign-key checks take), while SQLite's ``BEGIN IMMEDIATE`` already holds the
         database write lock. Every credit-writing transaction takes this lock first, so locks are always
         acquired account → job → grants and cannot deadlock. Raises ``InvalidRequest`` (field ``account``)
-        when the account does not exist."""
+        when the account does not exist; with ``verify`` False (the caller knows it exists) SQLite runs no
+        statement at all."""
+        if not verify and conn.dialect.name == "sqlite":
+            return
         found = conn.execute(_LOCK_ACCOUNT, {"account": account_id}).scalar()
         if found is None:
             raise InvalidRequest(f"account {account_id} does not exist", field="account")

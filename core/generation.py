@@ -66,6 +66,19 @@ _BY_KEY = select(Job.id, Job.request_hash).where(
     Job.account_id == bindparam("account"), Job.idempotency_key == bindparam("key")
 )
 _JOB_CHARGE = select(Job.status, Job.cost, Job.num_outputs).where(Job.id == bindparam("job"))
+_JOB_ROW = select(Job).where(Job.id == bindparam("job"))
+_JOB_ASSETS = select(Asset).where(Asset.job_id == bindparam("job")).order_by(Asset.output_index)
+_JOB_SUCCEEDED = (
+    update(Job)
+    .where(Job.id == bindparam("job"), Job.status.in_(ACTIVE))
+    .values(
+        status="succeeded",
+        started_at=func.coalesce(Job.started_at, bindparam("started", type_=Job.started_at.type)),
+        finished_at=bindparam("finished", type_=Job.finished_at.type),
+        lease_owner=None,
+        prediction_id=func.coalesce(bindparam("prediction", type_=Job.prediction_id.type), Job.prediction_id),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +169,7 @@ class GenerationService:
             if settings.generation.thumbnail_worker == "process"
             else ThreadPoolExecutor(1, "thumbnails", initializer=_lowest_cpu_priority)
         )
+        self._asset_insert = _insert(db)(Asset).on_conflict_do_nothing(index_elements=["job_id", "output_index"])
         self._prediction_ids: dict[str, str] = {}
         self._fresh: dict[str, tuple[Any, ...]] = {}  # jobs submitted here: no need to read them back
         self._running: dict[str, datetime] = {}  # job id → when this process started it
@@ -549,13 +563,13 @@ class GenerationService:
         def finish(conn: Connection) -> tuple[Any, list[Any]] | None:
             """Assets, settle and the job's new state in one transaction; the finished job row and its asset
             rows, or None when the job had already finished."""
-            self.credits.lock(conn, account_id)
+            self.credits.lock(conn, account_id, verify=False)
             job = conn.execute(_JOB_CHARGE, {"job": job_id}).first()
             if job is None or job.status in FINISHED:
                 return None
             now = self.clock.now()
             conn.execute(
-                _insert(self.db)(Asset).on_conflict_do_nothing(index_elements=["job_id", "output_index"]),
+                self._asset_insert,
                 [
                     {
                         "account_id": account_id,
@@ -582,19 +596,11 @@ class GenerationService:
             per_output = job.cost // job.num_outputs if job.num_outputs else job.cost
             self.credits.settle(conn, job_id, per_output * len(stored))
             conn.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status.in_(ACTIVE))
-                .values(
-                    status="succeeded",
-                    started_at=func.coalesce(Job.started_at, started_at),
-                    finished_at=now,
-                    lease_owner=None,
-                    prediction_id=func.coalesce(prediction_id, Job.prediction_id),
-                )
+                _JOB_SUCCEEDED, {"job": job_id, "started": started_at, "finished": now, "prediction": prediction_id}
             )
             return (
-                conn.execute(select(Job).where(Job.id == job_id)).one(),
-                list(conn.execute(select(Asset).where(Asset.job_id == job_id).order_by(Asset.output_index))),
+                conn.execute(_JOB_ROW, {"job": job_id}).one(),
+                list(conn.execute(_JOB_ASSETS, {"job": job_id})),
             )
 
         finished = await self.db.run_write(finish)
