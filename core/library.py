@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
@@ -57,6 +57,8 @@ _STOPWORDS = {
     "by",
 }
 USE_KINDS = ("agent", "post", "download", "view")
+_BUMP_USES = update(Asset).where(Asset.id == bindparam("asset")).values(use_count=Asset.use_count + bindparam("n"))
+_BUMP_VIEWS = update(Asset).where(Asset.id == bindparam("asset")).values(view_count=Asset.view_count + bindparam("n"))
 
 
 @dataclass(frozen=True)
@@ -399,9 +401,10 @@ class UseRecorder:
                         for u in batch
                     ],
                 )
-                for (asset_id, is_view), n in counts.items():
-                    column = Asset.view_count if is_view else Asset.use_count
-                    conn.execute(update(Asset).where(Asset.id == asset_id).values({column: column + n}))
+                for is_view, statement in ((False, _BUMP_USES), (True, _BUMP_VIEWS)):
+                    rows = [{"asset": a, "n": n} for (a, view), n in counts.items() if view is is_view]
+                    if rows:
+                        conn.execute(statement, rows)  # one executemany per counter
 
             await self.db.run_write(write)
             written += len(batch)
