@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -261,6 +262,14 @@ async def cmd_library_search(args: argparse.Namespace, s: Services) -> int:
     return 0
 
 
+async def _freeze_startup_objects(_app: object) -> None:
+    """Move everything alive once the server has started (modules, settings, SQLAlchemy metadata and compiled
+    statements, the clients) out of the garbage collector's reach (``gc.freeze``). A full collection then
+    scans only what requests create: here one during a burst of tool calls took 89 ms before."""
+    gc.collect()
+    gc.freeze()
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
@@ -271,8 +280,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)
     logging.getLogger("tools").setLevel(logging.INFO)
     print(f"showme serving on http://{host}:{port} (public URL {settings.server.public_url}); Ctrl-C stops", flush=True)
+    app = create_app(settings)
+    app.on_startup.append(_freeze_startup_objects)
     web.run_app(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         print=None,
