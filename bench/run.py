@@ -213,10 +213,18 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 async def burst(base: str, key: str, fake: str, pid: int, calls: int) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        await http.post(f"{fake}/bench/configure", json={"duration": 2.0})
         headers = {"Authorization": f"Bearer {key}"}
+        # One call first, as a server in use would have made: the burst should not measure this process's
+        # first-ever statement compilations and connections (when (a) runs first it has done them anyway).
+        await http.post(f"{fake}/bench/configure", json={"duration": 0.0})
+        async with http.post(
+            f"{base}/tools/generate_image", headers=headers, json={"prompt": "warm-up", "conversation_id": "warm"}
+        ) as r:
+            await r.read()
+        await http.post(f"{fake}/bench/configure", json={"duration": 2.0})
+        started_before = {p["id"] for p in await (await http.get(f"{fake}/bench/predictions")).json()}
 
-        async def one(i: int) -> tuple[float, str]:
+        async def one(i: int) -> tuple[float, str, float]:
             started = time.monotonic()
             async with http.post(
                 f"{base}/tools/generate_image",
@@ -224,24 +232,28 @@ async def burst(base: str, key: str, fake: str, pid: int, calls: int) -> dict[st
                 json={"prompt": f"granite kitchen variation {i}", "conversation_id": f"burst{i}"},
             ) as r:
                 body = await r.json()
-            return time.monotonic() - started, body.get("status", str(body))
+            return time.monotonic() - started, body.get("status", str(body)), time.time()
 
         burst_started = time.time()
         results = await asyncio.gather(*(one(i) for i in range(calls)))
         async with http.get(f"{fake}/bench/predictions") as r:
-            predictions = await r.json()
+            predictions = [p for p in await r.json() if p["id"] not in started_before]
     latencies = [r[0] for r in results]
     created = sorted(p["created"] for p in predictions)
+    succeeded = sorted(p["succeeded"] for p in predictions if p["succeeded"])
+    answered = sorted(r[2] for r in results)
     print(
         f"(b) creates reached the provider {created[0] - burst_started:.2f}..{created[-1] - burst_started:.2f} s "
-        "after the burst started",
+        f"after the burst started; predictions succeeded {succeeded[0] - burst_started:.2f}.."
+        f"{succeeded[-1] - burst_started:.2f} s; answers {answered[0] - burst_started:.2f}.."
+        f"{answered[-1] - burst_started:.2f} s",
         flush=True,
     )
     window_max = max(sum(1 for c in created if t <= c < t + 60) for t in created)
     rss, peak = rss_mb(pid)
     return {
         "calls": calls,
-        "ready": sum(1 for _, s in results if s == "ready"),
+        "ready": sum(1 for _, s, _ in results if s == "ready"),
         "p50_s": pct(latencies, 50),
         "p99_s": pct(latencies, 99),
         "max_s": max(latencies),
@@ -389,7 +401,8 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
     try:
         start("-m", "bench.fake_replicate", "--port", str(ports["fake"]), "--duration", "2", "--size", "1024")
         start("-m", "bench.bare", "--port", str(ports["bare"]))
-        server = start("-m", "tools.cli", "serve", "--port", str(ports["showme"]))
+        profile = ["-m", "cProfile", "-o", os.environ["BENCH_CPROFILE"]] if os.environ.get("BENCH_CPROFILE") else []
+        server = start(*profile, "-m", "tools.cli", "serve", "--port", str(ports["showme"]))
         print(f"showme pid {server.pid} at {base}, data in {tmp}", flush=True)
         for url in (f"{fake}/bench/predictions", f"http://127.0.0.1:{ports['bare']}/", f"{base}/healthz"):
             await wait_http(url)
