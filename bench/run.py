@@ -206,12 +206,19 @@ end
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (``/proc/PID/stat``, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-async def burst(base: str, key: str, fake: str, pid: int, calls: int) -> dict[str, Any]:
+async def burst(base: str, key: str, fake: str, pids: dict[str, int], calls: int) -> dict[str, Any]:
+    pid = pids["server"]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         headers = {"Authorization": f"Bearer {key}"}
         # One call first, as a server in use would have made: the burst should not measure this process's
@@ -235,7 +242,9 @@ async def burst(base: str, key: str, fake: str, pid: int, calls: int) -> dict[st
             return time.monotonic() - started, body.get("status", str(body)), time.time()
 
         burst_started = time.time()
+        cpu_before = {name: cpu_seconds(p) for name, p in pids.items()}
         results = await asyncio.gather(*(one(i) for i in range(calls)))
+        cpu_used = {name: round(cpu_seconds(p) - cpu_before[name], 2) for name, p in pids.items()}
         async with http.get(f"{fake}/bench/predictions") as r:
             predictions = [p for p in await r.json() if p["id"] not in started_before]
     latencies = [r[0] for r in results]
@@ -246,7 +255,7 @@ async def burst(base: str, key: str, fake: str, pid: int, calls: int) -> dict[st
         f"(b) creates reached the provider {created[0] - burst_started:.2f}..{created[-1] - burst_started:.2f} s "
         f"after the burst started; predictions succeeded {succeeded[0] - burst_started:.2f}.."
         f"{succeeded[-1] - burst_started:.2f} s; answers {answered[0] - burst_started:.2f}.."
-        f"{answered[-1] - burst_started:.2f} s",
+        f"{answered[-1] - burst_started:.2f} s; CPU seconds used during the burst: {cpu_used}",
         flush=True,
     )
     window_max = max(sum(1 for c in created if t <= c < t + 60) for t in created)
@@ -261,6 +270,7 @@ async def burst(base: str, key: str, fake: str, pid: int, calls: int) -> dict[st
         "peak_rss_mb": peak,
         "creates": len(created),
         "max_creates_in_60s": window_max,
+        "cpu_seconds_during_burst": cpu_used,
     }
 
 
@@ -399,7 +409,9 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
         return proc
 
     try:
-        start("-m", "bench.fake_replicate", "--port", str(ports["fake"]), "--duration", "2", "--size", "1024")
+        fake_process = start(
+            "-m", "bench.fake_replicate", "--port", str(ports["fake"]), "--duration", "2", "--size", "1024"
+        )
         start("-m", "bench.bare", "--port", str(ports["bare"]))
         profile = ["-m", "cProfile", "-o", os.environ["BENCH_CPROFILE"]] if os.environ.get("BENCH_CPROFILE") else []
         server = start(*profile, "-m", "tools.cli", "serve", "--port", str(ports["showme"]))
@@ -424,7 +436,8 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
             results["a_show_product_image"] = {"bare": bare, "showme": ours, "ratio": ours["rps"] / bare["rps"]}
             print("a", json.dumps(results["a_show_product_image"]), flush=True)
         if "b" in only:
-            results["b_generate_burst"] = await burst(base, key, fake, server.pid, 100)
+            pids = {"server": server.pid, "fake provider": fake_process.pid, "bench client": os.getpid()}
+            results["b_generate_burst"] = await burst(base, key, fake, pids, 100)
             print("b", json.dumps(results["b_generate_burst"]), flush=True)
         if "c" in only:
             results["c_time_to_screen"] = await time_to_screen(base, key, fake, 10 if quick else 30)
