@@ -8,6 +8,7 @@ the initial migration. Query words are OR-ed with prefix matching, so "black gal
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -343,6 +344,15 @@ class Library:
         return self.blobs.local_path(key)
 
 
+def _write_uses(conn: Connection, *, rows: list[dict[str, Any]], counts: dict[tuple[int, bool], int]) -> None:
+    """Insert the use rows and bump each asset's counters (one executemany per counter)."""
+    conn.execute(insert(AssetUse), rows)
+    for is_view, statement in ((False, _BUMP_USES), (True, _BUMP_VIEWS)):
+        bumps = [{"asset": a, "n": n} for (a, view), n in counts.items() if view is is_view]
+        if bumps:
+            conn.execute(statement, bumps)
+
+
 @dataclass(frozen=True)
 class PendingUse:
     account_id: int
@@ -379,33 +389,30 @@ class UseRecorder:
         written = 0
         while self._pending:
             batch, self._pending = self._pending[:chunk], self._pending[chunk:]
+            # One row per (asset, account, kind, actor, conversation) of the batch, carrying the count and the
+            # latest time: an agent showing the same product again and again costs one row per batch.
+            rows: dict[tuple[int, int, str, str | None, str | None], dict[str, Any]] = {}
             counts: dict[tuple[int, bool], int] = {}
             for use in batch:
+                group = (use.asset_id, use.account_id, use.kind, use.actor, use.conversation_id)
+                row = rows.get(group)
+                if row is None:
+                    rows[group] = {
+                        "asset_id": use.asset_id,
+                        "account_id": use.account_id,
+                        "kind": use.kind,
+                        "actor": use.actor,
+                        "conversation_id": use.conversation_id,
+                        "created_at": use.at,
+                        "count": 1,
+                    }
+                else:
+                    row["count"] += 1
+                    row["created_at"] = max(row["created_at"], use.at)
                 key = (use.asset_id, use.kind == "view")
                 counts[key] = counts.get(key, 0) + 1
 
-            def write(
-                conn: Connection, batch: list[PendingUse] = batch, counts: dict[tuple[int, bool], int] = counts
-            ) -> None:
-                conn.execute(
-                    insert(AssetUse),
-                    [
-                        {
-                            "asset_id": u.asset_id,
-                            "account_id": u.account_id,
-                            "kind": u.kind,
-                            "actor": u.actor,
-                            "conversation_id": u.conversation_id,
-                            "created_at": u.at,
-                        }
-                        for u in batch
-                    ],
-                )
-                for is_view, statement in ((False, _BUMP_USES), (True, _BUMP_VIEWS)):
-                    rows = [{"asset": a, "n": n} for (a, view), n in counts.items() if view is is_view]
-                    if rows:
-                        conn.execute(statement, rows)  # one executemany per counter
-
+            write = functools.partial(_write_uses, rows=list(rows.values()), counts=counts)
             await self.db.run_write(write)
             written += len(batch)
         return written

@@ -217,6 +217,8 @@ class AssetUse(Base):
     actor: Mapped[str | None] = mapped_column(String(255), nullable=True)
     conversation_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Uses recorded together (same asset, conversation, kind and actor in one write batch) share a row.
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Order(Base):
