@@ -81,7 +81,10 @@ class Gallery:
 
     def show_asset(self, account_id: int, conversation_id: str, asset: AssetView, query: str, at: datetime) -> int:
         """Push a library image to the conversation's viewers; returns how many received it."""
-        return self.hub.publish(channel(account_id, conversation_id), library_event(asset, conversation_id, query, at))
+        key = channel(account_id, conversation_id)
+        if not self.hub.viewers(key):
+            return 0
+        return self.hub.publish(key, library_event(asset, conversation_id, query, at))
 
     async def history(self, account_id: int, conversation_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """The conversation's images so far (generated and shown from the library), oldest first, at most

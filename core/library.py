@@ -107,10 +107,18 @@ def normalize_tags(tags: list[str] | str | None) -> str:
     return ",".join(seen)
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@functools.lru_cache(maxsize=4096)  # agents repeat the same few queries
+def _terms(query: str, limit: int) -> tuple[str, ...]:
+    words = [w for w in _WORD.findall(query.lower()) if w not in _STOPWORDS]
+    return tuple(dict.fromkeys(words))[:limit]
+
+
 def query_terms(query: str, limit: int = 12) -> list[str]:
     """The searchable words of ``query``: lower-case letters and digits, stop words dropped."""
-    words = [w for w in re.findall(r"[a-z0-9]+", query.lower()) if w not in _STOPWORDS]
-    return list(dict.fromkeys(words))[:limit]
+    return list(_terms(query, limit))
 
 
 class Library:
@@ -127,9 +135,12 @@ class Library:
         # (account, terms, limit) → (monotonic expiry, hits). Voice agents ask for the same few products over and
         # over; a search costs milliseconds of bm25 over every matching asset, a cache hit microseconds.
         self._cache: dict[tuple[int, tuple[str, ...], int], tuple[float, list[SearchHit]]] = {}
+        self._searches: dict[tuple[int, tuple[str, ...], int], asyncio.Future[list[SearchHit]]] = {}
+        self._generations: dict[int, int] = {}  # bumped by invalidate()
 
     def invalidate(self, account_id: int) -> None:
         """Forget cached searches of ``account_id`` (call after its library changed)."""
+        self._generations[account_id] = self._generations.get(account_id, 0) + 1
         for key in [k for k in self._cache if k[0] == account_id]:
             del self._cache[key]
 
@@ -266,8 +277,21 @@ class Library:
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        # Concurrent identical searches share one query: a burst of calls for a product not in the cache
+        # (or just expired) would otherwise all run it at once.
+        running = self._searches.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._search_and_cache(key, terms))
+            self._searches[key] = running
+            running.add_done_callback(lambda _f: self._searches.pop(key, None))
+        return await asyncio.shield(running)
+
+    async def _search_and_cache(self, key: tuple[int, tuple[str, ...], int], terms: list[str]) -> list[SearchHit]:
+        account_id, _, limit = key
+        generation = self._generations.get(account_id, 0)
         hits = await self._search(account_id, terms, limit)
-        if self.cache_seconds > 0:
+        # Not cached when the library changed meanwhile: the result may predate the change.
+        if self.cache_seconds > 0 and self._generations.get(account_id, 0) == generation:
             if len(self._cache) > 50_000:
                 self._cache.clear()
             self._cache[key] = (time.monotonic() + self.cache_seconds, hits)
