@@ -408,11 +408,13 @@ class UseRecorder:
         self._pending.append(PendingUse(account_id, asset_id, kind, actor, conversation_id, self.clock.now()))
 
     async def flush(self, chunk: int = 2000) -> int:
-        """Write every pending use, ``chunk`` per transaction (Core executemany, so the event loop is never held
-        for long); returns how many."""
+        """Write the uses pending now, ``chunk`` per transaction; returns how many. Uses added meanwhile wait
+        for the next flush (looping until none are left would, under load, write continuously in tiny
+        batches and keep the writer thread contending with the event loop for the GIL)."""
+        pending, self._pending = self._pending, []
         written = 0
-        while self._pending:
-            batch, self._pending = self._pending[:chunk], self._pending[chunk:]
+        for start in range(0, len(pending), chunk):
+            batch = pending[start : start + chunk]
             # One row per (asset, account, kind, actor, conversation) of the batch, carrying the count and the
             # latest time: an agent showing the same product again and again costs one row per batch.
             rows: dict[tuple[int, int, str, str | None, str | None], dict[str, Any]] = {}
