@@ -53,7 +53,7 @@ from core.errors import (
 from core.library import AssetView, Library
 from core.media import NotAnImage, make_thumbnail, probe_image
 from core.prompts import apply_style, check_prompt
-from core.providers import ImageProvider, PredictionState, ProviderInput, ProviderOutput
+from core.providers import ImageProvider, OutputReadError, PredictionState, ProviderInput, ProviderOutput
 from storage.blobs import LocalBlobStore
 from storage.db import Database
 from storage.models import Asset, Job
@@ -493,7 +493,7 @@ class GenerationService:
                 if not data:
                     raise ValueError("empty response body")
                 return data
-            except (httpx.HTTPError, TimeoutError, ValueError) as err:
+            except (OutputReadError, httpx.HTTPError, TimeoutError, ValueError) as err:
                 last = err
                 log.warning("download of %s failed (attempt %d): %r", output.url, attempt + 1, err)
             if attempt + 1 < cfg.download_attempts:

@@ -24,9 +24,14 @@ class ProviderInput:
     seed: int | None = None
 
 
+class OutputReadError(Exception):
+    """Downloading an output file failed (connection, HTTP status, read); the caller may retry."""
+
+
 @dataclass(frozen=True)
 class ProviderOutput:
-    """One output file: its URL and a coroutine factory that downloads it once (no retries)."""
+    """One output file: its URL and a coroutine factory that downloads it once (no retries); it raises
+    ``OutputReadError`` or ``TimeoutError``."""
 
     url: str
     read: Callable[[], Awaitable[bytes]] = field(repr=False, compare=False)
