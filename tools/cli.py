@@ -262,12 +262,16 @@ async def cmd_library_search(args: argparse.Namespace, s: Services) -> int:
     return 0
 
 
-async def _freeze_startup_objects(_app: object) -> None:
+async def _tune_garbage_collector(_app: object) -> None:
     """Move everything alive once the server has started (modules, settings, SQLAlchemy metadata and compiled
-    statements, the clients) out of the garbage collector's reach (``gc.freeze``). A full collection then
-    scans only what requests create: here one during a burst of tool calls took 89 ms before."""
+    statements, the clients) out of the garbage collector's reach (``gc.freeze``): a full collection then
+    scans only what requests create (one during a burst of tool calls took 89 ms before). And collect the
+    young generation every 50,000 allocations instead of 700: almost everything a request allocates is
+    freed by reference counting, so frequent young collections mostly find nothing (about 5% of
+    ``show_product_image`` throughput here)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -281,7 +285,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("tools").setLevel(logging.INFO)
     print(f"showme serving on http://{host}:{port} (public URL {settings.server.public_url}); Ctrl-C stops", flush=True)
     app = create_app(settings)
-    app.on_startup.append(_freeze_startup_objects)
+    app.on_startup.append(_tune_garbage_collector)
     web.run_app(
         app,
         host=host,

@@ -56,9 +56,9 @@ async def _call(
             ),
         )
     except ShowmeError as err:
-        metrics.tool_calls.labels(name if not isinstance(err, UnknownTool) else "unknown", dialect, err.code).inc()
+        metrics.count_tool_call(name if not isinstance(err, UnknownTool) else "unknown", dialect, err.code)
         raise
-    metrics.tool_calls.labels(name, dialect, str(result.data.get("status", "ok"))).inc()
+    metrics.count_tool_call(name, dialect, str(result.data.get("status", "ok")))
     return result
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -43,6 +45,15 @@ class Metrics:
             "showme_credits_spent_total", "Units charged for generations", ["unit"], registry=self.registry
         )
         self.viewers = Gauge("showme_viewers_connected", "Open viewer WebSockets", registry=self.registry)
+        self._tool_call_counters: dict[tuple[str, str, str], Any] = {}
+
+    def count_tool_call(self, tool: str, dialect: str, outcome: str) -> None:
+        """``showme_tool_calls_total{tool,dialect,outcome}`` + 1 (the labelled child is looked up once)."""
+        key = (tool, dialect, outcome)
+        counter = self._tool_call_counters.get(key)
+        if counter is None:
+            counter = self._tool_call_counters[key] = self.tool_calls.labels(tool, dialect, outcome)
+        counter.inc()
 
     def on_job(self, event: str, job: JobView) -> None:
         """``GenerationService`` listener."""
