@@ -66,8 +66,6 @@ _BY_KEY = select(Job.id, Job.request_hash).where(
     Job.account_id == bindparam("account"), Job.idempotency_key == bindparam("key")
 )
 _JOB_CHARGE = select(Job.status, Job.cost, Job.num_outputs).where(Job.id == bindparam("job"))
-_JOB_ROW = select(Job).where(Job.id == bindparam("job"))
-_JOB_ASSETS = select(Asset).where(Asset.job_id == bindparam("job")).order_by(Asset.output_index)
 _JOB_SUCCEEDED = (
     update(Job)
     .where(Job.id == bindparam("job"), Job.status.in_(ACTIVE))
@@ -78,6 +76,7 @@ _JOB_SUCCEEDED = (
         lease_owner=None,
         prediction_id=func.coalesce(bindparam("prediction", type_=Job.prediction_id.type), Job.prediction_id),
     )
+    .returning(*Job.__table__.c)
 )
 
 
@@ -169,7 +168,11 @@ class GenerationService:
             if settings.generation.thumbnail_worker == "process"
             else ThreadPoolExecutor(1, "thumbnails", initializer=_lowest_cpu_priority)
         )
-        self._asset_insert = _insert(db)(Asset).on_conflict_do_nothing(index_elements=["job_id", "output_index"])
+        self._asset_insert = (
+            _insert(db)(Asset)
+            .on_conflict_do_nothing(index_elements=["job_id", "output_index"])
+            .returning(*Asset.__table__.c)
+        )
         self._prediction_ids: dict[str, str] = {}
         self._fresh: dict[str, tuple[Any, ...]] = {}  # jobs submitted here: no need to read them back
         self._running: dict[str, datetime] = {}  # job id → when this process started it
@@ -568,40 +571,39 @@ class GenerationService:
             if job is None or job.status in FINISHED:
                 return None
             now = self.clock.now()
-            conn.execute(
-                self._asset_insert,
-                [
-                    {
-                        "account_id": account_id,
-                        "job_id": job_id,
-                        "output_index": index,
-                        "kind": "image",
-                        "name": prompt[:120],
-                        "description": "",
-                        "tags": tags,
-                        "category": "generated",
-                        "folder": None,
-                        "favorite": False,
-                        "prompt": prompt,
-                        "model": model_name,
-                        "use_count": 0,
-                        "view_count": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                        **blob,
-                    }
-                    for index, blob in stored
-                ],
+            assets = list(
+                conn.execute(
+                    self._asset_insert,
+                    [
+                        {
+                            "account_id": account_id,
+                            "job_id": job_id,
+                            "output_index": index,
+                            "kind": "image",
+                            "name": prompt[:120],
+                            "description": "",
+                            "tags": tags,
+                            "category": "generated",
+                            "folder": None,
+                            "favorite": False,
+                            "prompt": prompt,
+                            "model": model_name,
+                            "use_count": 0,
+                            "view_count": 0,
+                            "created_at": now,
+                            "updated_at": now,
+                            **blob,
+                        }
+                        for index, blob in stored
+                    ],
+                )
             )
             per_output = job.cost // job.num_outputs if job.num_outputs else job.cost
             self.credits.settle(conn, job_id, per_output * len(stored))
-            conn.execute(
+            finished_job = conn.execute(
                 _JOB_SUCCEEDED, {"job": job_id, "started": started_at, "finished": now, "prediction": prediction_id}
-            )
-            return (
-                conn.execute(_JOB_ROW, {"job": job_id}).one(),
-                list(conn.execute(_JOB_ASSETS, {"job": job_id})),
-            )
+            ).one()
+            return finished_job, sorted(assets, key=lambda a: a.output_index)
 
         finished = await self.db.run_write(finish)
         if finished is None:
