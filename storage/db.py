@@ -141,11 +141,11 @@ class Database:
         block on anything but the database, and it may run twice (see ``_run_batch``), so it must have no
         effect outside the connection. It raises to roll back its own writes; the caller gets that exception.
 
-        On a SQLite file, operations that arrive together share one transaction (group commit), each inside
-        its own SAVEPOINT, run back to back in the writer thread: an operation that raises is rolled back
-        alone; the others commit. On PostgreSQL each operation is its own transaction on the async engine
-        (``AsyncConnection.run_sync``): real write concurrency, and batching unrelated accounts there could
-        deadlock across replicas."""
+        On a SQLite file, operations that arrive together share one transaction (group commit), run back to
+        back in the writer thread: an operation that raises is rolled back alone and its caller gets the
+        exception; the others commit (``_run_batch``). On PostgreSQL each operation is its own transaction on
+        the async engine (``AsyncConnection.run_sync``): real write concurrency, and batching unrelated
+        accounts there could deadlock across replicas."""
         if self._writer_thread is None:
             if self._sqlite_writer is None:
                 async with self._write_engine.begin() as conn:
