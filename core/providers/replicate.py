@@ -188,8 +188,8 @@ class ReplicateProvider:
 
     def _output(self, item: Any) -> ProviderOutput:
         url = item.url if isinstance(item, FileOutput) else str(item)
-        if url.startswith("data:"):
-            return ProviderOutput(url=url[:64], read=item.aread)
+        if isinstance(item, FileOutput) and url.startswith("data:"):
+            return ProviderOutput(url=url[:64], read=item.aread)  # inline output: decoded, not fetched
 
         async def read() -> bytes:
             try:
