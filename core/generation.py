@@ -610,7 +610,6 @@ class GenerationService:
             return
         self.library.invalidate(account_id)  # the new images are searchable by their prompt
         job, assets = finished
-        self._running.pop(job_id, None)
         self._notify("image_generated", self._remember(self._view(job, [self.library.view(a) for a in assets])))
 
     def _remember(self, view: JobView) -> JobView:
@@ -622,7 +621,6 @@ class GenerationService:
 
     async def _fail(self, job_id: str, err: ShowmeError) -> None:
         prediction_id = self._prediction_ids.pop(job_id, None)
-
         started_at = self._running.get(job_id)
 
         def fail(conn: Connection) -> None:
@@ -643,7 +641,6 @@ class GenerationService:
             )
 
         await self.db.run_write(fail)
-        self._running.pop(job_id, None)
         self._notify("generation_failed", self._remember(await self.get(job_id)))
 
     # -- restart -------------------------------------------------------------------------------------
