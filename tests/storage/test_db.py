@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, event, insert, select
 
 from storage import migrate
 from storage.db import Database, create_engine
@@ -57,3 +57,26 @@ async def test_a_single_failing_operation_writes_nothing(db: Database) -> None:
     with pytest.raises(ValueError, match="lonely refused"):
         await db.run_write(_add_account("lonely", fail_after_insert=True))
     assert await _names(db) == set()
+
+
+async def test_a_burst_commits_in_batches_of_at_most_max_batch(db: Database) -> None:
+    if db._sync_engine is None:
+        pytest.skip("group commit runs on a SQLite file only; PostgreSQL commits each operation on its own")
+    per_commit: list[int] = []
+    inserts = 0
+
+    def after_execute(conn: Connection, clauseelement: object, *args: object) -> None:
+        nonlocal inserts
+        inserts += "INSERT" in str(clauseelement)
+
+    def commit(conn: Connection) -> None:
+        nonlocal inserts
+        per_commit.append(inserts)
+        inserts = 0
+
+    event.listen(db._sync_engine, "after_execute", after_execute)
+    event.listen(db._sync_engine, "commit", commit)
+    await asyncio.gather(*(db.run_write(_add_account(f"w-{i}")) for i in range(50)))
+    assert sum(per_commit) == 50
+    assert max(per_commit) == db.max_batch  # grouped, but never more than max_batch callers wait on one commit
+    assert len(per_commit) == -(-50 // db.max_batch)
