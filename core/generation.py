@@ -78,6 +78,11 @@ _JOB_SUCCEEDED = (
     )
     .returning(*Job.__table__.c)
 )
+_SET_THUMB = (
+    update(Asset)
+    .where(Asset.job_id == bindparam("job"), Asset.output_index == bindparam("index"))
+    .values(thumb_key=bindparam("thumb"))
+)
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,8 @@ class GenerationService:
         self._running: dict[str, datetime] = {}  # job id → when this process started it
         self._finished: dict[str, JobView] = {}  # just-finished jobs for waiters (kept a minute)
         self._listeners: list[Callable[[str, JobView], Any]] = []
+        self._thumbs: list[dict[str, Any]] = []  # thumbnail keys not yet written
+        self._thumb_writer: asyncio.Task[None] | None = None
 
     # -- validation ---------------------------------------------------------------------------------
 
@@ -538,17 +545,32 @@ class GenerationService:
                     self._thumbnailer, make_thumbnail, data, self.settings.media.thumbnail_pixels
                 )
                 stored = await self.blobs.put(thumb, ".webp", prefix="thumbs/")
-
-                def set_thumb(conn: Connection, index: int = index, key: str = stored.key) -> None:
-                    conn.execute(
-                        update(Asset).where(Asset.job_id == job_id, Asset.output_index == index).values(thumb_key=key)
-                    )
-
-                await self.db.run_write(set_thumb)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("thumbnail for job %s output %d failed; the full image is used instead", job_id, index)
+                continue
+            self._thumbs.append({"job": job_id, "index": index, "thumb": stored.key})
+            if self._thumb_writer is None or self._thumb_writer.done():
+                self._thumb_writer = asyncio.create_task(self._write_thumbs())
+                self._background.add(self._thumb_writer)
+                self._thumb_writer.add_done_callback(self._background.discard)
+
+    async def _write_thumbs(self) -> None:
+        """Write the thumbnail keys made so far in one statement (executemany), then those made meanwhile.
+
+        A burst of jobs finishes together and its thumbnails arrive together; one write transaction each
+        would queue a hundred of them in the writer between the jobs' own finishing writes."""
+        while self._thumbs:
+            rows, self._thumbs = self._thumbs, []
+
+            def set_thumbs(conn: Connection, rows: list[dict[str, Any]] = rows) -> None:
+                conn.execute(_SET_THUMB, rows)
+
+            try:
+                await self.db.run_write(set_thumbs)
+            except Exception:
+                log.exception("could not record %d thumbnails; the full images are used instead", len(rows))
 
     async def _succeed(
         self,
