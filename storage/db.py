@@ -91,6 +91,16 @@ def _sqlite_writer_engine(async_engine: AsyncEngine) -> Engine | None:
     return engine
 
 
+def _deliver(futures: list[asyncio.Future[Any]], outcomes: list[tuple[Any, BaseException | None]]) -> None:
+    for future, (value, error) in zip(futures, outcomes, strict=True):
+        if future.done():  # its caller was cancelled; the operation committed all the same
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+
 class Database:
     """The engine plus two session factories: ``read()`` and ``write()``.
 
@@ -148,6 +158,7 @@ class Database:
         ``op`` is a plain function of a synchronous SQLAlchemy ``Connection`` (Core statements); it must not
         block on anything but the database, and it may run twice (see ``_run_batch``), so it must have no
         effect outside the connection. It raises to roll back its own writes; the caller gets that exception.
+        Cancelling the caller does not withdraw an operation already queued: it may still commit.
 
         On a SQLite file, operations that arrive together share one transaction (group commit, at most
         ``max_batch`` of them), run back to back in the writer thread: an operation that raises is rolled back
@@ -164,7 +175,7 @@ class Database:
         self._pending.append((op, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_pending())
-        return await asyncio.shield(future)
+        return await future
 
     def _run_batch(self, ops: list[WriteOp]) -> list[tuple[Any, BaseException | None]]:
         """In the writer thread: every op in one transaction. Raises when the transaction itself fails (then
@@ -212,21 +223,24 @@ class Database:
         assert self._sqlite_writer is not None
         while self._pending:
             batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+            futures = [future for _, future in batch]
             try:
                 async with self._sqlite_writer:
-                    outcomes = await loop.run_in_executor(self._writer_thread, self._run_batch, [op for op, _ in batch])
+                    await loop.run_in_executor(
+                        self._writer_thread, self._run_and_deliver, loop, [op for op, _ in batch], futures
+                    )
             except Exception as err:  # the commit itself failed: nothing of this batch was written
-                for _, future in batch:
+                for future in futures:
                     if not future.done():
                         future.set_exception(err)
-                continue
-            for (_, future), (value, error) in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(value)
+
+    def _run_and_deliver(
+        self, loop: asyncio.AbstractEventLoop, ops: list[WriteOp], futures: list[asyncio.Future[Any]]
+    ) -> None:
+        """In the writer thread: run the batch and hand its outcomes straight to the callers' futures (one
+        event-loop step to wake them, rather than waking this flusher first to pass them on)."""
+        outcomes = self._run_batch(ops)
+        loop.call_soon_threadsafe(_deliver, futures, outcomes)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; raises the driver's error when the database is unreachable."""
