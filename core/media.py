@@ -89,6 +89,18 @@ def make_thumbnail(data: bytes, thumbnail_pixels: int) -> bytes:
     return inspect_image(data, thumbnail_pixels).thumbnail
 
 
+def make_thumbnails(images: list[bytes], thumbnail_pixels: int) -> list[bytes | str]:
+    """``make_thumbnail`` of each image in one call (a worker-process round trip costs more than a small
+    thumbnail); an image that cannot be read gives its error message instead of bytes."""
+    thumbs: list[bytes | str] = []
+    for data in images:
+        try:
+            thumbs.append(make_thumbnail(data, thumbnail_pixels))
+        except NotAnImage as err:
+            thumbs.append(str(err) or "not an image")
+    return thumbs
+
+
 def inspect_image(data: bytes, thumbnail_pixels: int) -> ImageInfo:
     """Return mime type, extension, width × height (pixels) and a WebP thumbnail whose longer side is at
     most ``thumbnail_pixels``. Raises ``NotAnImage`` for anything else."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from core.clock import ManualClock
 from core.errors import Conflict, InsufficientCredits, InvalidRequest, PromptRefused
 from core.generation import GenerationRequest
 from core.services import Services
@@ -288,4 +290,48 @@ async def test_thumbnails_in_a_worker_process(services: Services, replicate_fake
     await generation.drain()
     thumb = (await services.library.get(account, job.assets[0].id)).thumb_key
     assert thumb and services.blobs.local_path(thumb).exists()
+    await generation.close()
+
+
+async def test_running_jobs_leases_are_renewed_together(
+    services: Services, replicate_fake: FakeReplicate, clock: ManualClock
+) -> None:
+    from sqlalchemy import select
+
+    from core.generation import GenerationService
+    from storage.models import Job
+
+    replicate_fake.duration = 0.6
+    settings = services.settings.model_copy(
+        update={"generation": services.settings.generation.model_copy(update={"lease_seconds": 0.3})}
+    )
+    generation = GenerationService(
+        db=services.db,
+        settings=settings,
+        credits=services.credits,
+        library=services.library,
+        provider=services.provider,
+        blobs=services.blobs,
+        clock=clock,
+    )
+    account = await _account(services, credits=10)
+    jobs = [await generation.submit(account, GenerationRequest(prompt=f"lease test {i}")) for i in range(2)]
+
+    async def leases() -> dict[str, tuple[str | None, datetime | None]]:
+        async with services.db.read() as session:
+            rows = await session.execute(select(Job.id, Job.lease_owner, Job.lease_expires_at))
+            return {row.id: (row.lease_owner, row.lease_expires_at) for row in rows}
+
+    first = await leases()
+    clock.advance(hours=1)  # an hour later by the service's clock: only a renewal moves the expiry that far
+    await asyncio.sleep(0.25)  # the keeper renews every lease_seconds / 3 = 0.1 s
+    renewed = await leases()
+    for job in jobs:
+        owner, expires = renewed[job.id]
+        assert owner == generation.runner_id and expires is not None
+        assert expires.replace(tzinfo=None) >= (first[job.id][1] or expires).replace(tzinfo=None) + timedelta(hours=1)
+    done = [await generation.wait(job.id, timeout=10) for job in jobs]
+    assert [j.status for j in done] == ["succeeded", "succeeded"]
+    await asyncio.sleep(0.15)
+    assert generation._lease_keeper is not None and generation._lease_keeper.done()  # no jobs left: it stopped
     await generation.close()
