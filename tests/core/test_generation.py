@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from core.clock import ManualClock
+from core.config import Settings
 from core.errors import Conflict, InsufficientCredits, InvalidRequest, PromptRefused
-from core.generation import GenerationRequest
+from core.generation import GenerationRequest, GenerationService
 from core.services import Services
 from tests.fakes.replicate import SDXL_VERSION, FakeReplicate
 
@@ -267,23 +268,27 @@ async def test_create_window_paces_beyond_the_limit() -> None:
     assert len(slept) == 1 and 59 < slept[0] <= 60
 
 
-async def test_thumbnails_in_a_worker_process(services: Services, replicate_fake: FakeReplicate) -> None:
-    from concurrent.futures import ProcessPoolExecutor
-
-    from core.config import load_settings
-    from core.generation import GenerationService
-
-    settings = load_settings(None)
-    assert settings.generation.thumbnail_worker == "process"
-    generation = GenerationService(
+def _second_service(services: Services, settings: Settings) -> GenerationService:
+    """Another generation service on the same database, provider and store, with its own settings."""
+    return GenerationService(
         db=services.db,
-        settings=settings.model_copy(update={"media": services.settings.media}),
+        settings=settings,
         credits=services.credits,
         library=services.library,
         provider=services.provider,
         blobs=services.blobs,
         clock=services.clock,
     )
+
+
+async def test_thumbnails_in_a_worker_process(services: Services, replicate_fake: FakeReplicate) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from core.config import load_settings
+
+    settings = load_settings(None)
+    assert settings.generation.thumbnail_worker == "process"
+    generation = _second_service(services, settings.model_copy(update={"media": services.settings.media}))
     assert isinstance(generation._thumbnailer, ProcessPoolExecutor)
     account = await _account(services)
     job = await generation.generate(account, GenerationRequest(prompt="a thumbnail test"))
@@ -298,22 +303,13 @@ async def test_running_jobs_leases_are_renewed_together(
 ) -> None:
     from sqlalchemy import select
 
-    from core.generation import GenerationService
     from storage.models import Job
 
     replicate_fake.duration = 0.6
     settings = services.settings.model_copy(
         update={"generation": services.settings.generation.model_copy(update={"lease_seconds": 0.3})}
     )
-    generation = GenerationService(
-        db=services.db,
-        settings=settings,
-        credits=services.credits,
-        library=services.library,
-        provider=services.provider,
-        blobs=services.blobs,
-        clock=clock,
-    )
+    generation = _second_service(services, settings)
     account = await _account(services, credits=10)
     jobs = [await generation.submit(account, GenerationRequest(prompt=f"lease test {i}")) for i in range(2)]
 
