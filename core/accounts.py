@@ -8,8 +8,9 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
 from core.clock import Clock
@@ -20,6 +21,15 @@ from storage.models import Account, ApiKey, Identity
 
 KEY_PREFIX = "sm_"
 ALL_SCOPES = ("tools", "generate", "library", "credits", "admin")
+
+
+def _by_identity(platform: str, external_id: str) -> Select[Any]:
+    """The account a chat identity (``platform``, ``external_id``) belongs to."""
+    return (
+        select(Account)
+        .join(Identity, Identity.account_id == Account.id)
+        .where(Identity.platform == platform, Identity.external_id == external_id)
+    )
 
 
 @dataclass(frozen=True)
@@ -89,11 +99,7 @@ class AccountService:
         """
         # Every chat message looks its sender up: a plain read first, the write transaction only on first contact.
         async with self.db.read() as session:
-            found = await session.scalar(
-                select(Account)
-                .join(Identity, Identity.account_id == Account.id)
-                .where(Identity.platform == platform, Identity.external_id == external_id)
-            )
+            found = await session.scalar(_by_identity(platform, external_id))
         if found is not None:
             return _view(found), False
         try:
@@ -105,11 +111,7 @@ class AccountService:
 
     async def _for_identity(self, platform: str, external_id: str, name: str) -> tuple[AccountView, bool]:
         async with self.db.write() as session:
-            found = await session.scalar(
-                select(Account)
-                .join(Identity, Identity.account_id == Account.id)
-                .where(Identity.platform == platform, Identity.external_id == external_id)
-            )
+            found = await session.scalar(_by_identity(platform, external_id))
             if found is not None:
                 return _view(found), False
             account = Account(
