@@ -37,13 +37,18 @@ def plain(value: Any) -> Any:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The raw body, at most ``limit`` bytes; raises ``PayloadTooLarge``."""
+    """The whole raw body, at most ``limit`` bytes; raises ``PayloadTooLarge``. Reads until the end of the
+    body (it may arrive in several TCP segments or HTTP chunks), stopping as soon as it passes ``limit``."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    return body
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_json(body: bytes) -> dict[str, Any]:

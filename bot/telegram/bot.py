@@ -45,9 +45,10 @@ from telegram.ext import (
 
 from core.billing import Fulfilment
 from core.chat import ChatService
-from core.errors import InsufficientCredits, ShowmeError
+from core.errors import InsufficientCredits, PayloadTooLarge, ShowmeError
 from core.generation import GenerationRequest, JobView
 from core.services import Services
+from tools.http import read_body
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +170,10 @@ class TelegramBot:
         if not hmac.compare_digest(given.encode(), self.secret.encode()):
             return web.json_response({"error": {"code": "forbidden", "message": "wrong secret token"}}, status=403)
         try:
-            if request.content_length is not None and request.content_length > 1_048_576:
-                raise ValueError("body larger than 1 MiB")
-            data = json.loads(await request.content.read(1_048_577))
+            data = json.loads(await read_body(request, 1_048_576))
             update = Update.de_json(data, self.app.bot)
+        except PayloadTooLarge as err:
+            return web.json_response({"error": {"code": err.code, "message": err.message}}, status=413)
         except (ValueError, TypeError, KeyError) as err:
             message = f"not an Update: {err}"
             return web.json_response({"error": {"code": "invalid_request", "message": message}}, status=400)

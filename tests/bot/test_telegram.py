@@ -4,6 +4,7 @@ real Update JSON arrives at /webhooks/telegram, images come from the fake Replic
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from sqlalchemy import func, select
@@ -66,6 +67,24 @@ async def test_wrong_secret_is_refused_and_nothing_is_processed(tg: TelegramServ
         "/webhooks/telegram", data=b"{not json", headers={"X-Telegram-Bot-Api-Secret-Token": "tg-secret_123"}
     )
     assert response.status == 400
+
+
+async def test_an_update_arriving_in_pieces_is_read_whole(tg: TelegramServer) -> None:
+    update = tg.telegram.text_update("/imagine a fox in the snow")
+    update["message"]["entities"] += [{"type": "bold", "offset": 10, "length": 3}] * 400  # about 20 kB
+    raw = json.dumps(update).encode()
+
+    async def pieces(data: bytes) -> Any:
+        for start in range(0, len(data), 1024):
+            yield data[start : start + 1024]
+            await asyncio.sleep(0)
+
+    headers = {"X-Telegram-Bot-Api-Secret-Token": "tg-secret_123", "Content-Type": "application/json"}
+    response = await tg.client.post("/webhooks/telegram", data=pieces(raw), headers=headers)
+    assert response.status == 200
+    await tg.telegram.wait_for("sendPhoto")
+    response = await tg.client.post("/webhooks/telegram", data=pieces(b" " * 1_100_000), headers=headers)
+    assert response.status == 413
 
 
 async def test_buttons_again_style_original_and_only_for_the_requester(tg: TelegramServer) -> None:

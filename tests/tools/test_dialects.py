@@ -392,6 +392,41 @@ async def test_bad_input_gets_clear_errors_never_500(server: Server) -> None:
     assert await server.balance() == 10 and server.fake.creates == []
 
 
+async def test_a_body_arriving_in_pieces_is_read_whole(server: Server) -> None:
+    # A Vapi message carries the call's transcript so far, often tens of kilobytes: it reaches the server in
+    # several TCP segments, or chunked. The whole body is parsed, and one past the limit is still refused.
+    message = {
+        "message": {
+            "type": "tool-calls",
+            "call": {"id": "call_pieces"},
+            "artifact": {"messages": [{"role": "user", "message": "tell me about granite " * 40}] * 60},
+            "toolCallList": [
+                {
+                    "id": "call_p1",
+                    "type": "function",
+                    "function": {"name": "show_product_image", "arguments": {"query": "granite"}},
+                }
+            ],
+        }
+    }
+    raw = json.dumps(message).encode()
+    assert len(raw) > 50_000
+
+    async def pieces(data: bytes, size: int = 4096) -> Any:
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
+            await asyncio.sleep(0)
+
+    headers = {**server.auth, "Content-Type": "application/json"}
+    response = await server.client.post("/tools/vapi", headers=headers, data=pieces(raw))
+    body = await response.json()
+    assert response.status == 200 and body["results"][0]["toolCallId"] == "call_p1", body
+    assert json.loads(body["results"][0]["result"])["status"] == "not_found"
+    limit = server.services.settings.tools.max_body_bytes
+    too_big = await server.client.post("/tools/generate_image", headers=headers, data=pieces(b" " * (limit + 10)))
+    assert too_big.status == 413 and (await too_big.json())["error"]["code"] == "body_too_large"
+
+
 async def test_past_the_latency_budget_answers_generating_and_still_delivers(server: Server) -> None:
     server.services.settings.tools.max_wait_seconds = 0.3
     server.services.settings.replicate.wait_seconds = 1
