@@ -369,79 +369,99 @@ class Library:
 
 
 def _write_uses(conn: Connection, *, rows: list[dict[str, Any]], counts: dict[tuple[int, bool], int]) -> None:
-    """Insert the use rows and bump each asset's counters (one executemany per counter)."""
-    conn.execute(insert(AssetUse), rows)
+    """Insert the use rows and bump each asset's counters (one executemany per counter). Uses of assets that
+    no longer exist are dropped: their foreign key would fail the whole batch, again at every retry."""
+    existing = set(conn.scalars(select(Asset.id).where(Asset.id.in_({r["asset_id"] for r in rows}))))
+    rows = [r for r in rows if r["asset_id"] in existing]
+    counts = {key: n for key, n in counts.items() if key[0] in existing}
+    if rows:
+        conn.execute(insert(AssetUse), rows)
     for is_view, statement in ((False, _BUMP_USES), (True, _BUMP_VIEWS)):
         bumps = [{"asset": a, "n": n} for (a, view), n in counts.items() if view is is_view]
         if bumps:
             conn.execute(statement, bumps)
 
 
-@dataclass(frozen=True)
-class PendingUse:
-    account_id: int
-    asset_id: int
-    kind: str
-    actor: str | None
-    conversation_id: str | None
-    at: datetime
+_UseGroup = tuple[int, int, str, str | None, str | None]  # asset, account, kind, actor, conversation
 
 
 class UseRecorder:
     """Asset uses written in batches: one transaction per ``interval`` seconds instead of one per use.
 
-    Tool calls on the hot path (``show_product_image``) only append to memory; ``run()`` flushes in the
+    Tool calls on the hot path (``show_product_image``) only count in memory, one entry per (asset, account,
+    kind, actor, conversation) with the number of uses and the latest time; ``run()`` writes them in the
     background and ``flush()`` writes what is pending (also called at shutdown, so nothing is lost on a clean
-    stop; a crash loses at most ``interval`` seconds of use counts, never money)."""
+    stop; a crash loses at most ``interval`` seconds of use counts, never money). Each entry becomes one
+    ``asset_uses`` row carrying the count: an agent showing the same product again and again costs one row
+    per interval. The interval is a second because the write's cost follows the number of distinct entries,
+    and SQLite's executemany retakes the GIL from the event loop for every row."""
 
-    def __init__(self, db: Database, clock: Clock, interval: float = 0.25) -> None:
+    def __init__(self, db: Database, clock: Clock, interval: float = 1.0) -> None:
         self.db = db
         self.clock = clock
         self.interval = interval
-        self._pending: list[PendingUse] = []
+        self._pending: dict[_UseGroup, list[Any]] = {}  # group -> [count, latest time]
+        self._pending_uses = 0
+
+    @property
+    def pending(self) -> int:
+        """Uses counted but not written yet."""
+        return self._pending_uses
 
     def add(
         self, account_id: int, asset_id: int, kind: str, *, actor: str | None = None, conversation_id: str | None = None
     ) -> None:
+        """Count one use (``kind`` one of ``USE_KINDS``, else ``InvalidRequest`` naming ``kind``)."""
         if kind not in USE_KINDS:
             raise InvalidRequest(f"use kind must be one of {', '.join(USE_KINDS)}", field="kind")
-        self._pending.append(PendingUse(account_id, asset_id, kind, actor, conversation_id, self.clock.now()))
+        group = (asset_id, account_id, kind, actor, conversation_id)
+        entry = self._pending.get(group)
+        if entry is None:
+            self._pending[group] = [1, self.clock.now()]
+        else:
+            entry[0] += 1
+            entry[1] = self.clock.now()
+        self._pending_uses += 1
 
     async def flush(self, chunk: int = 2000) -> int:
-        """Write the uses pending now, ``chunk`` per transaction; returns how many. Uses added meanwhile wait
-        for the next flush (looping until none are left would, under load, write continuously in tiny
-        batches and keep the writer thread contending with the event loop for the GIL)."""
-        pending, self._pending = self._pending, []
-        written = 0
-        for start in range(0, len(pending), chunk):
-            batch = pending[start : start + chunk]
-            # One row per (asset, account, kind, actor, conversation) of the batch, carrying the count and the
-            # latest time: an agent showing the same product again and again costs one row per batch.
-            rows: dict[tuple[int, int, str, str | None, str | None], dict[str, Any]] = {}
+        """Write the uses pending now, at most ``chunk`` rows per transaction; returns how many uses. Uses
+        added meanwhile wait for the next flush (looping until none are left would, under load, write
+        continuously in tiny batches and keep the writer thread contending with the event loop for the GIL)."""
+        groups = list(self._pending.items())
+        written = self._pending_uses
+        self._pending, self._pending_uses = {}, 0
+        for start in range(0, len(groups), chunk):
+            rows: list[dict[str, Any]] = []
             counts: dict[tuple[int, bool], int] = {}
-            for use in batch:
-                group = (use.asset_id, use.account_id, use.kind, use.actor, use.conversation_id)
-                row = rows.get(group)
-                if row is None:
-                    rows[group] = {
-                        "asset_id": use.asset_id,
-                        "account_id": use.account_id,
-                        "kind": use.kind,
-                        "actor": use.actor,
-                        "conversation_id": use.conversation_id,
-                        "created_at": use.at,
-                        "count": 1,
+            for (asset_id, account_id, kind, actor, conversation_id), (count, at) in groups[start : start + chunk]:
+                rows.append(
+                    {
+                        "asset_id": asset_id,
+                        "account_id": account_id,
+                        "kind": kind,
+                        "actor": actor,
+                        "conversation_id": conversation_id,
+                        "created_at": at,
+                        "count": count,
                     }
-                else:
-                    row["count"] += 1
-                    row["created_at"] = max(row["created_at"], use.at)
-                key = (use.asset_id, use.kind == "view")
-                counts[key] = counts.get(key, 0) + 1
-
-            write = functools.partial(_write_uses, rows=list(rows.values()), counts=counts)
-            await self.db.run_write(write)
-            written += len(batch)
+                )
+                key = (asset_id, kind == "view")
+                counts[key] = counts.get(key, 0) + count
+            try:
+                await self.db.run_write(functools.partial(_write_uses, rows=rows, counts=counts))
+            except Exception:
+                # Kept for the next flush (a locked or briefly unreachable database). Not on cancellation: the
+                # writer may still commit the batch, and counting it twice is worse than a lost count.
+                self._restore(groups[start:])
+                raise
         return written
+
+    def _restore(self, groups: list[tuple[_UseGroup, list[Any]]]) -> None:
+        for group, (count, at) in groups:
+            entry = self._pending.setdefault(group, [0, at])
+            entry[0] += count
+            entry[1] = max(entry[1], at)
+            self._pending_uses += count
 
     async def run(self) -> None:
         """Flush every ``interval`` seconds until cancelled."""

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from core.services import Services
+from storage.models import Asset, AssetUse
 
 
 def _png(color: tuple[int, int, int]) -> bytes:
@@ -39,3 +43,59 @@ async def test_search_ranks_name_and_tags_over_description(services: Services) -
     )
     hits = await services.library.search(account, "black galaxy granite")
     assert [h.asset.id for h in hits] == [named.id, described.id]
+
+
+async def _use_rows(services: Services) -> list[tuple[int, str, str | None, int]]:
+    async with services.db.read() as session:
+        rows = await session.execute(
+            select(AssetUse.asset_id, AssetUse.kind, AssetUse.conversation_id, AssetUse.count).order_by(AssetUse.id)
+        )
+        return [tuple(r) for r in rows]
+
+
+async def _counters(services: Services, asset_id: int) -> tuple[int, int]:
+    async with services.db.read() as session:
+        row = (await session.execute(select(Asset.use_count, Asset.view_count).where(Asset.id == asset_id))).one()
+        return row.use_count, row.view_count
+
+
+async def test_uses_are_counted_in_memory_and_written_one_row_per_group(services: Services) -> None:
+    account = (await services.accounts.create("Acme")).id
+    granite, _ = await services.library.import_image(account, _png((5, 5, 5)), name="Black Granite")
+    marble, _ = await services.library.import_image(account, _png((250, 250, 250)), name="White Marble")
+    uses = services.uses
+    for _ in range(500):
+        uses.add(account, granite.id, "agent", actor="vapi", conversation_id="call_1")
+    uses.add(account, granite.id, "view", conversation_id="call_1")
+    uses.add(account, marble.id, "agent", actor="vapi", conversation_id="call_2")
+    assert uses.pending == 502
+    assert await uses.flush() == 502 and uses.pending == 0
+    assert await _use_rows(services) == [
+        (granite.id, "agent", "call_1", 500),
+        (granite.id, "view", "call_1", 1),
+        (marble.id, "agent", "call_2", 1),
+    ]
+    assert await _counters(services, granite.id) == (500, 1)
+    assert await _counters(services, marble.id) == (1, 0)
+    assert await uses.flush() == 0  # nothing pending, nothing written
+
+
+async def test_a_failed_use_write_is_kept_for_the_next_flush(services: Services) -> None:
+    account = (await services.accounts.create("Acme")).id
+    granite, _ = await services.library.import_image(account, _png((5, 5, 5)), name="Black Granite")
+    uses = services.uses
+    for _ in range(3):
+        uses.add(account, granite.id, "agent", conversation_id="call_1")
+    uses.add(account, granite.id + 1000, "agent", conversation_id="call_1")  # no such asset: dropped, not fatal
+    # A real failure: the table is briefly gone (as if the database were being migrated or unreachable).
+    async with services.db.write() as session:
+        await session.execute(text("ALTER TABLE asset_uses RENAME TO asset_uses_away"))
+    with pytest.raises(DBAPIError):
+        await uses.flush()
+    assert uses.pending == 4
+    uses.add(account, granite.id, "agent", conversation_id="call_1")
+    async with services.db.write() as session:
+        await session.execute(text("ALTER TABLE asset_uses_away RENAME TO asset_uses"))
+    assert await uses.flush() == 5
+    assert await _use_rows(services) == [(granite.id, "agent", "call_1", 4)]
+    assert await _counters(services, granite.id) == (4, 0)
