@@ -78,11 +78,16 @@ class LocalBlobStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    async def put(self, data: bytes, ext: str, *, prefix: str = "") -> StoredBlob:
-        """Store ``data`` (bytes) atomically; returns its key, digest and size in bytes."""
+    def _put(self, data: bytes, ext: str, prefix: str) -> StoredBlob:
         key, digest = content_key(data, ext, prefix=prefix)
-        await asyncio.to_thread(self._write, key, data)
+        self._write(key, data)
         return StoredBlob(key=key, sha256=digest, size_bytes=len(data))
+
+    async def put(self, data: bytes, ext: str, *, prefix: str = "") -> StoredBlob:
+        """Store ``data`` (bytes) atomically; returns its key, digest and size in bytes. The digest is taken
+        in the worker thread too: hashlib lets go of the GIL, and a 200 kB image costs about 0.14 ms to hash,
+        which on the event loop would delay every other request."""
+        return await asyncio.to_thread(self._put, data, ext, prefix)
 
     async def get(self, key: str) -> bytes:
         """The blob's bytes; raises ``FileNotFoundError`` when absent."""
