@@ -424,9 +424,11 @@ class UseRecorder:
         self._pending_uses += 1
 
     async def flush(self, chunk: int = 2000) -> int:
-        """Write the uses pending now, at most ``chunk`` rows per transaction; returns how many uses. Uses
-        added meanwhile wait for the next flush (looping until none are left would, under load, write
-        continuously in tiny batches and keep the writer thread contending with the event loop for the GIL)."""
+        """Write the uses pending now, at most ``chunk`` rows per transaction; returns how many uses were
+        pending (those of assets deleted meanwhile are dropped). Uses added meanwhile wait for the next flush
+        (looping until none are left would, under load, write continuously in tiny batches and keep the
+        writer thread contending with the event loop for the GIL). Raises the database's error when a write
+        fails; its uses and the rest stay pending for the next flush."""
         groups = list(self._pending.items())
         written = self._pending_uses
         self._pending, self._pending_uses = {}, 0
