@@ -333,37 +333,6 @@ class Library:
             assets = {a.id: a for a in (await session.scalars(select(Asset).where(Asset.id.in_(scores)))).all()}
         return [SearchHit(self.view(assets[i]), scores[i]) for i in scores if i in assets]
 
-    async def record_use(
-        self,
-        account_id: int,
-        asset_id: int,
-        kind: str,
-        *,
-        actor: str | None = None,
-        conversation_id: str | None = None,
-    ) -> None:
-        """Record one use of an asset (``agent``, ``post``, ``download``, ``view``) and bump its counter."""
-        if kind not in USE_KINDS:
-            raise InvalidRequest(f"use kind must be one of {', '.join(USE_KINDS)}", field="kind")
-        async with self.db.write() as session:
-            session.add(
-                AssetUse(
-                    asset_id=asset_id,
-                    account_id=account_id,
-                    kind=kind,
-                    actor=actor,
-                    conversation_id=conversation_id,
-                    created_at=self.clock.now(),
-                )
-            )
-            column = Asset.view_count if kind == "view" else Asset.use_count
-            await session.execute(
-                update(Asset)
-                .where(Asset.id == asset_id, Asset.account_id == account_id)
-                .values({column: column + 1})
-                .execution_options(synchronize_session=False)
-            )
-
     def file_path(self, key: str) -> Path:
         return self.blobs.local_path(key)
 
