@@ -8,10 +8,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -303,3 +305,52 @@ async def test_codes_create_redeem_and_orders_list(cli: Cli) -> None:
     assert code == 2 and "flash_lite" in _single_error_line(err)
     code, out, err = await cli.run("orders", "list")
     assert code == 0 and out.startswith("0 order(s)"), err
+
+
+async def test_serve_answers_a_tool_call_and_stops_on_sigint(cli: Cli) -> None:
+    """``showme serve`` as the README starts it, a process of its own (the other tool tests run the app inside
+    the test's event loop): a tool call gets the stored image, the call's viewer receives it, Ctrl-C (SIGINT)
+    stops it cleanly, and the call was charged once."""
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    key = (await cli.json("keys", "create", "--account", account))["key"]
+    link = await cli.json("viewer-link", "call_serve_1", "--account", account)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    proc = await cli.start("serve", "--port", str(port), SHOWME_SERVER__PUBLIC_URL=base)
+    try:
+        assert proc.stdout is not None
+        banner = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert f"serving on {base}" in banner, banner
+        async with aiohttp.ClientSession() as http:
+
+            async def healthy() -> bool:
+                try:
+                    async with http.get(f"{base}/healthz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await _wait_for(healthy)
+            async with http.ws_connect(f"{base}/ws/calls/call_serve_1?token={link['token']}") as ws:
+                assert (await ws.receive_json(timeout=10))["type"] == "history"
+                async with http.post(
+                    f"{base}/tools/generate_image",
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"prompt": "white quartz island", "conversation_id": "call_serve_1"},
+                ) as r:
+                    assert r.status == 200
+                    answer = await r.json()
+                assert answer["status"] == "ready" and answer["image_url"].startswith(f"{base}/media/")
+                while (event := await ws.receive_json(timeout=10))["type"] != "image_generated":
+                    assert event["type"] == "generation_started", event
+                assert event["url"] == answer["image_url"]
+            async with http.get(answer["image_url"]) as r:
+                assert r.status == 200 and r.content_type == "image/webp"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+    assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 9
