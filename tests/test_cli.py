@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy import select
 from storage.db import Database, create_engine
 from storage.models import Job
 from tests.fakes.replicate import FakeReplicate
+from tests.fakes.serve import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -314,9 +314,7 @@ async def test_serve_answers_a_tool_call_and_stops_on_sigint(cli: Cli) -> None:
     account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
     key = (await cli.json("keys", "create", "--account", account))["key"]
     link = await cli.json("viewer-link", "call_serve_1", "--account", account)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = await cli.start("serve", "--port", str(port), SHOWME_SERVER__PUBLIC_URL=base)
     try:

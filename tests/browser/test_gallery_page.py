@@ -5,7 +5,6 @@ package (its own browser download is not used)."""
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from core.config import Secrets, Settings
 from core.generation import GenerationRequest
 from tests.conftest import make_settings
 from tests.fakes.replicate import FakeReplicate
+from tests.fakes.serve import free_port
 from tools.app import create_app
 from tools.http import SERVICES
 
@@ -39,15 +39,9 @@ ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def live(database_url: str, tmp_path: Path, replicate_fake: FakeReplicate, aiohttp_server: Any) -> Any:
-    port = _free_port()
+    port = free_port()
     settings: Settings = make_settings(database_url, tmp_path, server={"public_url": f"http://127.0.0.1:{port}"})
     app = create_app(settings, secrets=Secrets(REPLICATE_API_TOKEN=replicate_fake.token, SHOWME_SECRET_KEY="k"))
     server = await aiohttp_server(app, port=port)
