@@ -132,6 +132,12 @@ class CreditService:
         self.settings = settings
         self.clock = clock
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled into write operations (``Database.run_write`` runs them in the SQLite writer process): the
+        settings and the clock travel, the database handle stays here. Only the methods taking a
+        ``Connection`` work on the copy."""
+        return {"settings": self.settings, "clock": self.clock, "db": None}
+
     def lock(self, conn: Connection, account_id: int, *, verify: bool = True) -> None:
         """Serialise credit writes of one account: ``FOR NO KEY UPDATE`` on PostgreSQL (it does not block the
         ``KEY SHARE`` locks that foreign-key checks take), while SQLite's ``BEGIN IMMEDIATE`` already holds the

@@ -18,6 +18,18 @@ class ShowmeError(Exception):
         self.message = message
         self.field = field
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle every subclass alike, whatever its ``__init__`` takes (errors raised in the SQLite writer
+        process travel back to the caller pickled)."""
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[ShowmeError], args: tuple[Any, ...], state: dict[str, Any]) -> ShowmeError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 
 def invalid_from_validation(err: Any) -> InvalidRequest:
     """The first problem of a pydantic ``ValidationError`` as one ``InvalidRequest`` naming the field."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -39,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.clock import Clock
 from core.config import Settings
-from core.credits import CreditService
+from core.credits import Charge, CreditService
 from core.errors import (
     Conflict,
     GenerationCanceled,
@@ -88,6 +89,134 @@ _SET_THUMB = (
     .where(Asset.job_id == bindparam("job"), Asset.output_index == bindparam("index"))
     .values(thumb_key=bindparam("thumb"))
 )
+
+
+# -- write operations -----------------------------------------------------------------------------------------
+# Module-level functions of a Connection and plain data (``Database.run_write`` runs them in the SQLite writer
+# process, so they pickle as ``functools.partial``s of these).
+
+
+def _create_job(
+    conn: Connection, *, credits: CreditService, values: dict[str, Any], reuse_key: bool, credits_per_output: int
+) -> Charge | tuple[str, str]:
+    """The job row ``values`` (without ``unit`` and ``cost``) and its hold; returns the charge held. With
+    ``reuse_key``, when this account already used the idempotency key, writes nothing and returns that job's
+    ``(id, request hash)``. Raises ``InsufficientCredits`` (nothing written)."""
+    account_id = values["account_id"]
+    credits.lock(conn, account_id)
+    if reuse_key:
+        existing = conn.execute(_BY_KEY, {"account": account_id, "key": values["idempotency_key"]}).first()
+        if existing is not None:
+            return existing.id, existing.request_hash
+    charge, grants = credits.choose_charge(
+        conn,
+        account_id=account_id,
+        model=values["model"],
+        outputs=values["num_outputs"],
+        credits_per_output=credits_per_output,
+    )
+    conn.execute(insert(Job), {**values, "unit": charge.unit, "cost": charge.amount})
+    credits.hold(conn, account_id=account_id, job_id=values["id"], charge=charge, model=values["model"], grants=grants)
+    return charge
+
+
+def _renew_leases(conn: Connection, *, ids: list[str], owner: str, expires: datetime) -> None:
+    conn.execute(_RENEW_LEASES, {"ids": ids, "owner": owner, "expires": expires})
+
+
+def _set_job_running(conn: Connection, *, job_id: str, prediction_id: str, started_at: datetime) -> None:
+    """Save the prediction id (a restart resumes the job by it) and mark the job running."""
+    conn.execute(
+        update(Job).where(Job.id == job_id).values(prediction_id=prediction_id, status="running", started_at=started_at)
+    )
+
+
+def _start_job(conn: Connection, *, job_id: str, now: datetime) -> tuple[Any, ...] | None:
+    """Mark a resumed job running; ``(prediction id, model, params, outputs, account, prompt, started at)``,
+    or None when it does not exist or has finished."""
+    job = conn.execute(select(Job).where(Job.id == job_id)).first()
+    if job is None or job.status in FINISHED:
+        return None
+    started_at = job.started_at or now
+    conn.execute(update(Job).where(Job.id == job_id).values(status="running", started_at=started_at))
+    return (job.prediction_id, job.model, dict(job.params), job.num_outputs, job.account_id, job.prompt, started_at)
+
+
+def _set_thumbnails(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
+    conn.execute(_SET_THUMB, rows)
+
+
+def _asset_insert(dialect: str) -> Any:
+    """``INSERT … ON CONFLICT (job_id, output_index) DO NOTHING RETURNING *`` for ``dialect`` (built once)."""
+    statement = _ASSET_INSERTS.get(dialect)
+    if statement is None:
+        dialect_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        statement = _ASSET_INSERTS[dialect] = (
+            dialect_insert(Asset)
+            .on_conflict_do_nothing(index_elements=["job_id", "output_index"])
+            .returning(*Asset.__table__.c)
+        )
+    return statement
+
+
+_ASSET_INSERTS: dict[str, Any] = {}
+
+
+def _finish_job(
+    conn: Connection,
+    *,
+    credits: CreditService,
+    job_id: str,
+    account_id: int,
+    assets: list[dict[str, Any]],
+    started_at: datetime | None,
+    finished_at: datetime,
+    prediction_id: str | None,
+) -> tuple[Any, list[Any]] | None:
+    """The job's asset rows (``assets``: one dict of column values each, with ``output_index``), the settle and
+    the job's ``succeeded`` state in one transaction; the finished job row and its asset rows, or None when the
+    job had already finished."""
+    credits.lock(conn, account_id, verify=False)
+    job = conn.execute(_JOB_CHARGE, {"job": job_id}).first()
+    if job is None or job.status in FINISHED:
+        return None
+    rows = list(conn.execute(_asset_insert(conn.dialect.name), assets))
+    per_output = job.cost // job.num_outputs if job.num_outputs else job.cost
+    credits.settle(conn, job_id, per_output * len(assets))
+    finished_job = conn.execute(
+        _JOB_SUCCEEDED, {"job": job_id, "started": started_at, "finished": finished_at, "prediction": prediction_id}
+    ).one()
+    return finished_job, sorted(rows, key=lambda a: a.output_index)
+
+
+def _fail_job(
+    conn: Connection,
+    *,
+    credits: CreditService,
+    job_id: str,
+    status: str,
+    error_code: str,
+    error: str,
+    prediction_id: str | None,
+    started_at: datetime | None,
+    finished_at: datetime,
+) -> None:
+    """Release the job's hold and mark it ``status`` (failed or canceled) with the error, if still active."""
+    credits.release(conn, job_id, reason=error_code)
+    if prediction_id:
+        conn.execute(update(Job).where(Job.id == job_id).values(prediction_id=prediction_id))
+    conn.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(
+            started_at=func.coalesce(Job.started_at, started_at),
+            status=status,
+            error_code=error_code,
+            error=error,
+            finished_at=finished_at,
+            lease_owner=None,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -142,10 +271,6 @@ def _lowest_cpu_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
-def _insert(db: Database) -> Any:
-    return sqlite.insert if db.is_sqlite else postgresql.insert
-
-
 class GenerationService:
     """Creates, runs, resumes and reports generation jobs. Owns its background tasks (``close``)."""
 
@@ -180,11 +305,6 @@ class GenerationService:
             ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_lowest_cpu_priority)
             if settings.generation.thumbnail_worker == "process"
             else ThreadPoolExecutor(1, "thumbnails", initializer=_lowest_cpu_priority)
-        )
-        self._asset_insert = (
-            _insert(db)(Asset)
-            .on_conflict_do_nothing(index_elements=["job_id", "output_index"])
-            .returning(*Asset.__table__.c)
         )
         self._prediction_ids: dict[str, str] = {}
         self._fresh: dict[str, tuple[Any, ...]] = {}  # jobs submitted here: no need to read them back
@@ -278,38 +398,26 @@ class GenerationService:
             "finished_at": None,
         }
 
-        def create(conn: Connection) -> tuple[str, str] | None:
-            """The job and its hold; or ``(id, request hash)`` of the job already holding this key."""
-            self.credits.lock(conn, account_id)
-            if request.idempotency_key is not None:
-                existing = conn.execute(_BY_KEY, {"account": account_id, "key": key}).first()
-                if existing is not None:
-                    return existing.id, existing.request_hash
-            charge, grants = self.credits.choose_charge(
-                conn,
-                account_id=account_id,
-                model=model_name,
-                outputs=request.num_outputs,
-                credits_per_output=spec.price,
-            )
-            values["unit"], values["cost"] = charge.unit, charge.amount
-            conn.execute(insert(Job), values)
-            self.credits.hold(
-                conn, account_id=account_id, job_id=job_id, charge=charge, model=model_name, grants=grants
-            )
-            return None
-
+        op = functools.partial(
+            _create_job,
+            credits=self.credits,
+            values=values,
+            reuse_key=request.idempotency_key is not None,
+            credits_per_output=spec.price,
+        )
+        created: Charge | tuple[str, str]
         try:
-            existing = await self.db.run_write(create)
+            created = await self.db.run_write(op)
         except IntegrityError:
             # Another process inserted the same idempotency key between our read and our insert.
             async with self.db.read() as session:
                 found = (await session.execute(_BY_KEY, {"account": account_id, "key": key})).first()
             if found is None:
                 raise
-            existing = found.id, found.request_hash
-        if existing is not None:
-            return await self._same_request(existing[0], existing[1], request_hash)
+            created = found.id, found.request_hash
+        if not isinstance(created, Charge):
+            return await self._same_request(created[0], created[1], request_hash)
+        values["unit"], values["cost"] = created.unit, created.amount
         self._fresh[job_id] = (None, model_name, params, request.num_outputs, account_id, prompt, None)
         view = self._view(SimpleNamespace(**values), [])
         self._notify("generation_started", view)
@@ -438,21 +546,12 @@ class GenerationService:
                 return
             expires = self.clock.now() + timedelta(seconds=lease)
 
-            def renew(conn: Connection, ids: list[str] = ids, expires: datetime = expires) -> None:
-                conn.execute(_RENEW_LEASES, {"ids": ids, "owner": self.runner_id, "expires": expires})
-
             try:
-                await self.db.run_write(renew)
+                await self.db.run_write(
+                    functools.partial(_renew_leases, ids=ids, owner=self.runner_id, expires=expires)
+                )
             except Exception:  # a database hiccup: try again next period, before the leases run out
                 log.exception("renewing the leases of %d running jobs failed", len(ids))
-
-    async def _update_job(self, job_id: str, *conditions: Any, **values: Any) -> None:
-        """One conditional ``UPDATE jobs`` through the group commit."""
-
-        def op(conn: Connection) -> None:
-            conn.execute(update(Job).where(Job.id == job_id, *conditions).values(**values))
-
-        await self.db.run_write(op)
 
     async def _run(self, job_id: str) -> None:
         async with self._slots:
@@ -470,25 +569,9 @@ class GenerationService:
                 self._fresh.pop(job_id, None)
 
     async def _execute(self, job_id: str) -> None:
-        def start(conn: Connection) -> tuple[Any, ...] | None:
-            job = conn.execute(select(Job).where(Job.id == job_id)).first()
-            if job is None or job.status in FINISHED:
-                return None
-            started_at = job.started_at or self.clock.now()
-            conn.execute(update(Job).where(Job.id == job_id).values(status="running", started_at=started_at))
-            return (
-                job.prediction_id,
-                job.model,
-                dict(job.params),
-                job.num_outputs,
-                job.account_id,
-                job.prompt,
-                started_at,
-            )
-
         started = self._fresh.pop(job_id, None)
         if started is None:  # resumed after a restart: read it back and mark it running
-            started = await self.db.run_write(start)
+            started = await self.db.run_write(functools.partial(_start_job, job_id=job_id, now=self.clock.now()))
             if started is None:
                 return
         prediction_id, model_name, params, num_outputs, account_id, prompt, started_at = started
@@ -518,7 +601,9 @@ class GenerationService:
             self._prediction_ids[job_id] = state.id
             if not state.done:
                 # Durability: from here on a restart must find the prediction to resume it.
-                await self._update_job(job_id, prediction_id=state.id, status="running", started_at=started_at)
+                await self.db.run_write(
+                    functools.partial(_set_job_running, job_id=job_id, prediction_id=state.id, started_at=started_at)
+                )
                 state = await self.provider.wait(state.id, timeout=max(0.0, timeout - (time.monotonic() - began)))
         with self._finishing():
             if state.status == "failed":
@@ -643,11 +728,8 @@ class GenerationService:
             if not rows:
                 continue
 
-            def set_thumbs(conn: Connection, rows: list[dict[str, Any]] = rows) -> None:
-                conn.execute(_SET_THUMB, rows)
-
             try:
-                await self.db.run_write(set_thumbs)
+                await self.db.run_write(functools.partial(_set_thumbnails, rows=rows))
             except Exception:
                 log.exception("could not record %d thumbnails; the full images are used instead", len(rows))
 
@@ -664,54 +746,45 @@ class GenerationService:
         started_at = self._running.get(job_id)
         tags = ",".join(t for t in (model_name, params.get("style")) if t)
 
-        def finish(conn: Connection) -> tuple[Any, list[Any]] | None:
-            """Assets, settle and the job's new state in one transaction; the finished job row and its asset
-            rows, or None when the job had already finished."""
-            self.credits.lock(conn, account_id, verify=False)
-            job = conn.execute(_JOB_CHARGE, {"job": job_id}).first()
-            if job is None or job.status in FINISHED:
-                return None
-            now = self.clock.now()
-            assets = list(
-                conn.execute(
-                    self._asset_insert,
-                    [
-                        {
-                            "account_id": account_id,
-                            "job_id": job_id,
-                            "output_index": index,
-                            "kind": "image",
-                            "name": prompt[:120],
-                            "description": "",
-                            "tags": tags,
-                            "category": "generated",
-                            "folder": None,
-                            "favorite": False,
-                            "prompt": prompt,
-                            "model": model_name,
-                            "use_count": 0,
-                            "view_count": 0,
-                            "created_at": now,
-                            "updated_at": now,
-                            **blob,
-                        }
-                        for index, blob in stored
-                    ],
-                )
-            )
-            per_output = job.cost // job.num_outputs if job.num_outputs else job.cost
-            self.credits.settle(conn, job_id, per_output * len(stored))
-            finished_job = conn.execute(
-                _JOB_SUCCEEDED, {"job": job_id, "started": started_at, "finished": now, "prediction": prediction_id}
-            ).one()
-            return finished_job, sorted(assets, key=lambda a: a.output_index)
-
+        now = self.clock.now()
+        assets = [
+            {
+                "account_id": account_id,
+                "job_id": job_id,
+                "output_index": index,
+                "kind": "image",
+                "name": prompt[:120],
+                "description": "",
+                "tags": tags,
+                "category": "generated",
+                "folder": None,
+                "favorite": False,
+                "prompt": prompt,
+                "model": model_name,
+                "use_count": 0,
+                "view_count": 0,
+                "created_at": now,
+                "updated_at": now,
+                **blob,
+            }
+            for index, blob in stored
+        ]
+        finish = functools.partial(
+            _finish_job,
+            credits=self.credits,
+            job_id=job_id,
+            account_id=account_id,
+            assets=assets,
+            started_at=started_at,
+            finished_at=now,
+            prediction_id=prediction_id,
+        )
         finished = await self.db.run_write(finish)
         if finished is None:
             return
         self.library.invalidate(account_id)  # the new images are searchable by their prompt
-        job, assets = finished
-        self._notify("image_generated", self._remember(self._view(job, [self.library.view(a) for a in assets])))
+        job, rows = finished
+        self._notify("image_generated", self._remember(self._view(job, [self.library.view(a) for a in rows])))
 
     def _remember(self, view: JobView) -> JobView:
         """Keep a finished job a minute for later waiters, and wake the present ones with it."""
@@ -736,23 +809,17 @@ class GenerationService:
         prediction_id = self._prediction_ids.pop(job_id, None)
         started_at = self._running.get(job_id)
 
-        def fail(conn: Connection) -> None:
-            self.credits.release(conn, job_id, reason=err.code)
-            if prediction_id:
-                conn.execute(update(Job).where(Job.id == job_id).values(prediction_id=prediction_id))
-            conn.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status.in_(ACTIVE))
-                .values(
-                    started_at=func.coalesce(Job.started_at, started_at),
-                    status="canceled" if isinstance(err, GenerationCanceled) else "failed",
-                    error_code=err.code,
-                    error=err.message,
-                    finished_at=self.clock.now(),
-                    lease_owner=None,
-                )
-            )
-
+        fail = functools.partial(
+            _fail_job,
+            credits=self.credits,
+            job_id=job_id,
+            status="canceled" if isinstance(err, GenerationCanceled) else "failed",
+            error_code=err.code,
+            error=err.message,
+            prediction_id=prediction_id,
+            started_at=started_at,
+            finished_at=self.clock.now(),
+        )
         await self.db.run_write(fail)
         self._notify("generation_failed", self._remember(await self.get(job_id)))
 

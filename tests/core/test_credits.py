@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import timedelta
 
 import pytest
@@ -105,8 +106,9 @@ async def test_settle_and_release_happen_once(services: Services, replicate_fake
     account = (await services.accounts.create("Acme")).id
     job = await services.generation.generate(account, GenerationRequest(prompt="a cat", num_outputs=2))
     assert job.charged == 2
-    assert await services.db.run_write(lambda conn: services.credits.settle(conn, job.id, 2)) is False
-    assert await services.db.run_write(lambda conn: services.credits.release(conn, job.id)) is False
+    settle = functools.partial(services.credits.settle, job_id=job.id, used=2)
+    assert await services.db.run_write(settle) is False
+    assert await services.db.run_write(functools.partial(services.credits.release, job_id=job.id)) is False
     async with services.db.read() as session:
         kinds = (await session.scalars(select(LedgerEntry.kind).where(LedgerEntry.job_id == job.id))).all()
     assert sorted(kinds) == ["hold", "settle"]
