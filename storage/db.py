@@ -10,20 +10,29 @@ On PostgreSQL, write transactions lock the account row they touch (``SELECT … 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 WriteOp = Callable[[Connection], Any]
+Outcome = tuple[Any, BaseException | None]
 
 _IMMEDIATE = "showme_immediate"
 
@@ -74,24 +83,56 @@ def _sqlite_pragmas(engine: Engine, *, writer: bool = False) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _sqlite_writer_engine(async_engine: AsyncEngine) -> Engine | None:
-    """A synchronous (pysqlite) engine on the same SQLite file, for the writer thread; None for in-memory
-    databases, which a second connection would not share."""
+def _sqlite_writer_url(async_engine: AsyncEngine) -> str | None:
+    """The pysqlite URL of the same SQLite file, for the writer process; None for in-memory databases, which a
+    second connection would not share."""
     url = async_engine.url
     if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
         return None
-    engine = create_sync_engine(
-        url.set(drivername="sqlite+pysqlite"),
-        echo=async_engine.echo,
-        connect_args={"timeout": 30, "check_same_thread": False},
-        pool_size=1,
-        max_overflow=0,
-    )
-    _sqlite_pragmas(engine, writer=True)
-    return engine
+    return url.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
 
 
-def _deliver(futures: list[asyncio.Future[Any]], outcomes: list[tuple[Any, BaseException | None]]) -> None:
+class WriterStopped(RuntimeError):
+    """The SQLite writer process ended (it was killed, or it crashed) while running a batch. Whether that batch
+    committed is unknown; the next batch starts a new writer process."""
+
+
+# -- the SQLite writer process --------------------------------------------------------------------------------
+# Frames on its socket: a 4-byte big-endian length, then a pickle. Parent → writer: a list of operations (one
+# batch); writer → parent: a list of (value, exception) outcomes, one per operation, in order, or a single
+# exception when the batch as a whole failed (nothing of it was written).
+
+_LENGTH = struct.Struct(">I")
+
+#: ``Connection.info`` key under which the writer process numbers its batches (1, 2, …): an operation can tell
+#: which others shared its transaction.
+BATCH_NUMBER = "showme.batch"
+
+
+#: Imported by a new writer process while its parent goes on (the modules whose write operations it will
+#: unpickle), so that the first write does not wait for them.
+WRITER_PRELOAD = ("core.generation", "core.library")
+
+
+def _start_writer_process(url: str, echo: bool) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """Start ``python -m storage.writer`` on one end of a new socket pair; return it and our end. A plain
+    child process: it imports only what its writes need, and it exits when our end closes (also when this
+    process dies)."""
+    ours, theirs = socket.socketpair()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    command = [sys.executable, "-m", "storage.writer", "--fd", str(theirs.fileno()), "--url", url]
+    command += [f"--preload={','.join(WRITER_PRELOAD)}", *(["--echo"] if echo else [])]
+    try:
+        process = subprocess.Popen(command, pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return process, ours
+
+
+def _deliver(futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:
     for future, (value, error) in zip(futures, outcomes, strict=True):
         if future.done():  # its caller was cancelled; the operation committed all the same
             continue
@@ -112,7 +153,8 @@ class Database:
     #: callers resume together: with a whole burst of 100 jobs in one batch, no provider create went out
     #: before all 100 were written, the predictions then finished together and queued behind each other for
     #: their downloads and answers (p99 +0.13 s in bench (b)). Small batches let the burst flow through in
-    #: waves instead; a batch costs one thread hand-off (about 0.3 ms here) on top of its operations.
+    #: waves instead; a batch costs one round trip to the writer process (about 0.2 ms here) on top of its
+    #: operations.
     max_batch = 8
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -123,13 +165,16 @@ class Database:
         # process queue here instead (FIFO, woken at once, holding no pool connection); other processes
         # sharing the file still meet the busy timeout.
         self._sqlite_writer = asyncio.Lock() if self.is_sqlite else None
-        # ``run_write`` on a SQLite file runs whole batches of operations in one thread on a synchronous
-        # connection: through aiosqlite every statement is a round trip between the event loop and a worker
-        # thread (about 0.45 ms here), in that thread a statement costs tens of microseconds.
-        self._sync_engine = _sqlite_writer_engine(engine) if self.is_sqlite else None
-        self._writer_thread = ThreadPoolExecutor(1, "sqlite-writer") if self._sync_engine is not None else None
-        self._writer_conn: Connection | None = None  # used in the writer thread only
-        self._pending: deque[tuple[WriteOp, asyncio.Future[Any]]] = deque()
+        # ``run_write`` on a SQLite file runs whole batches of operations in a writer process, on a synchronous
+        # connection. Through aiosqlite every statement is a round trip between the event loop and a worker
+        # thread (about 0.45 ms here); in a thread of this process a batch's SQLAlchemy work took the GIL from
+        # the event loop (about 1 ms a generation job, 40 % of this process's CPU in bench (b)); in its own
+        # process it runs on the other core.
+        self._writer_url = _sqlite_writer_url(engine) if self.is_sqlite else None
+        self._writer_process: subprocess.Popen[bytes] | None = None
+        self._writer_sock: socket.socket | None = None
+        self._writer_stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._pending: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._write_engine = engine.execution_options(**{_IMMEDIATE: True})
         self._reader = async_sessionmaker(engine, expire_on_commit=False)
@@ -155,92 +200,105 @@ class Database:
     async def run_write(self, op: Callable[[Connection], T]) -> T:
         """Run ``op(connection)`` in a write transaction and return its result once committed.
 
-        ``op`` is a plain function of a synchronous SQLAlchemy ``Connection`` (Core statements); it must not
-        block on anything but the database, and it may run twice (see ``_run_batch``), so it must have no
-        effect outside the connection. It raises to roll back its own writes; the caller gets that exception.
-        Cancelling the caller does not withdraw an operation already queued: it may still commit.
+        ``op`` is a plain function of a synchronous SQLAlchemy ``Connection`` (Core statements). On a SQLite
+        file it runs in the writer process, so it must pickle (a module-level function, or a
+        ``functools.partial`` of one with picklable arguments), and so must its result and its exceptions;
+        ``TypeError`` is raised at once for an op that does not pickle. It must not block on anything but the
+        database, and it may run twice (see ``storage.writer._run_batch``), so it must have no effect outside
+        the connection. It raises to roll back its own writes; the caller gets that exception. Cancelling the
+        caller does not withdraw an operation already queued: it may still commit. ``WriterStopped`` is raised
+        when the writer process ended during the batch (whether it committed is then unknown).
 
         On a SQLite file, operations that arrive together share one transaction (group commit, at most
-        ``max_batch`` of them), run back to back in the writer thread: an operation that raises is rolled back
-        alone and its caller gets the exception; the others commit (``_run_batch``). On PostgreSQL each
+        ``max_batch`` of them), run back to back in the writer process: an operation that raises is rolled back
+        alone and its caller gets the exception; the others commit (``storage.writer._run_batch``). On PostgreSQL each
         operation is its own transaction on the async engine (``AsyncConnection.run_sync``): real write
-        concurrency, and batching unrelated accounts there could deadlock across replicas."""
-        if self._writer_thread is None:
+        concurrency, and batching unrelated accounts there could deadlock across replicas. An in-memory SQLite
+        database, which another process cannot open, runs each operation in this process."""
+        if self._writer_url is None:
             if self._sqlite_writer is None:
                 async with self._write_engine.begin() as conn:
                     return await conn.run_sync(op)
             async with self._sqlite_writer, self._write_engine.begin() as conn:
                 return await conn.run_sync(op)
+        try:
+            data = pickle.dumps(op, pickle.HIGHEST_PROTOCOL)
+        except Exception as err:
+            raise TypeError(
+                f"run_write needs an operation that pickles (a module-level function or a partial of one): {err}"
+            ) from err
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
+        self._pending.append((data, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_pending())
         return await future
 
-    def _run_batch(self, ops: list[WriteOp]) -> list[tuple[Any, BaseException | None]]:
-        """In the writer thread: every op in one transaction. Raises when the transaction itself fails (then
-        nothing of the batch was written).
+    def start_writer(self) -> None:
+        """Start the SQLite writer process now rather than at the first write (it takes about half a second to
+        import what it needs; the server calls this at startup). Nothing to do on PostgreSQL or in memory."""
+        if self._writer_url is not None and self._writer_process is None:
+            self._writer_process, self._writer_sock = _start_writer_process(self._writer_url, self.engine.echo is True)
 
-        First without SAVEPOINTs (two statements an op, a fifth of a job's): when every op succeeds, as in a
-        burst of jobs, that is the whole story. When one raises, the transaction is rolled back and the batch
-        runs again with a SAVEPOINT around each op, so only the failing ones are undone. An op may therefore
-        run twice; it must have no effect outside the connection."""
-        conn = self._writer_connection()
-        try:
-            with conn.begin():
-                values = [op(conn) for op in ops]
-            return [(value, None) for value in values]
-        except Exception as err:
-            if len(ops) == 1:
-                return [(None, err)]
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        with conn.begin():
-            for op in ops:
-                try:
-                    with conn.begin_nested():
-                        outcomes.append((op(conn), None))
-                except Exception as err:
-                    outcomes.append((None, err))
-        return outcomes
+    async def _writer_socket(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The writer process's socket, starting the process when there is none (the first write, or after
+        the previous one ended)."""
+        if self._writer_stream is not None and not self._writer_stream[1].is_closing():
+            return self._writer_stream
+        if self._writer_stream is not None or (self._writer_process and self._writer_process.poll() is not None):
+            await self._stop_writer()
+        self.start_writer()
+        sock, self._writer_sock = self._writer_sock, None
+        assert sock is not None
+        self._writer_stream = await asyncio.open_unix_connection(sock=sock, limit=1 << 24)
+        return self._writer_stream
 
-    def _writer_connection(self) -> Connection:
-        """The writer thread's connection, kept open between batches: a pool checkout and return (with its
-        reset) cost more than a small batch's statements. Reopened after it was invalidated."""
-        assert self._sync_engine is not None
-        if self._writer_conn is None or self._writer_conn.invalidated or self._writer_conn.closed:
-            if self._writer_conn is not None:
-                self._writer_conn.close()
-            self._writer_conn = self._sync_engine.connect()
-        return self._writer_conn
-
-    def _close_writer_connection(self) -> None:
-        if self._writer_conn is not None:
-            self._writer_conn.close()
-            self._writer_conn = None
+    async def _stop_writer(self) -> None:
+        """Close the writer's socket (it exits at end of input) and wait for the process."""
+        stream, sock, process = self._writer_stream, self._writer_sock, self._writer_process
+        self._writer_stream = self._writer_sock = self._writer_process = None
+        if sock is not None:
+            sock.close()
+        if stream is not None:
+            stream[1].close()
+            with contextlib.suppress(Exception):
+                await stream[1].wait_closed()
+        if process is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, process.wait, 10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - only when the writer hangs
+                log.error("the SQLite writer process did not stop; killing it")
+                process.kill()
+                await loop.run_in_executor(None, process.wait)
 
     async def _flush_pending(self) -> None:
-        loop = asyncio.get_running_loop()
         assert self._sqlite_writer is not None
         while self._pending:
             batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
             futures = [future for _, future in batch]
+            # Each op was pickled by run_write (which checks that it pickles); the batch is the list of those.
+            payload = pickle.dumps([data for data, _ in batch], pickle.HIGHEST_PROTOCOL)
             try:
                 async with self._sqlite_writer:
-                    await loop.run_in_executor(
-                        self._writer_thread, self._run_and_deliver, loop, [op for op, _ in batch], futures
-                    )
-            except Exception as err:  # the commit itself failed: nothing of this batch was written
+                    reader, writer = await self._writer_socket()
+                    try:
+                        writer.write(_LENGTH.pack(len(payload)) + payload)
+                        header = await reader.readexactly(_LENGTH.size)
+                        reply = pickle.loads(await reader.readexactly(_LENGTH.unpack(header)[0]))
+                    except (asyncio.IncompleteReadError, ConnectionError) as err:
+                        await self._stop_writer()
+                        raise WriterStopped(f"the SQLite writer process stopped during a write: {err!r}") from err
+                    except BaseException:  # cancelled mid-reply: the stream is out of step; start afresh
+                        await asyncio.shield(self._stop_writer())
+                        raise
+            except Exception as err:  # nothing of this batch was written, or it is unknown (WriterStopped)
+                reply = err
+            if isinstance(reply, BaseException):
                 for future in futures:
                     if not future.done():
-                        future.set_exception(err)
-
-    def _run_and_deliver(
-        self, loop: asyncio.AbstractEventLoop, ops: list[WriteOp], futures: list[asyncio.Future[Any]]
-    ) -> None:
-        """In the writer thread: run the batch and hand its outcomes straight to the callers' futures (one
-        event-loop step to wake them, rather than waking this flusher first to pass them on)."""
-        outcomes = self._run_batch(ops)
-        loop.call_soon_threadsafe(_deliver, futures, outcomes)
+                        future.set_exception(reply)
+            else:
+                _deliver(futures, reply)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; raises the driver's error when the database is unreachable."""
@@ -250,9 +308,5 @@ class Database:
     async def dispose(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        if self._writer_thread is not None:
-            await asyncio.wrap_future(self._writer_thread.submit(self._close_writer_connection))
-            self._writer_thread.shutdown(wait=True)
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
+        await self._stop_writer()
         await self.engine.dispose()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import Connection, event, insert, select
+from sqlalchemy import Connection, insert, select
 
 from storage import migrate
-from storage.db import Database, create_engine
+from storage.db import BATCH_NUMBER, Database, WriterStopped, create_engine
 from storage.models import Account
 
 
@@ -21,15 +22,22 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-def _add_account(name: str, *, fail_after_insert: bool = False):  # type: ignore[no-untyped-def]
-    def op(conn: Connection) -> int:
-        account_id = conn.execute(insert(Account).values(name=name, kind="business").returning(Account.id)).scalar()
-        if fail_after_insert:
-            raise ValueError(f"{name} refused after writing")
-        assert account_id is not None
-        return account_id
+def _insert_account(conn: Connection, *, name: str, fail_after_insert: bool = False) -> int:
+    account_id = conn.execute(insert(Account).values(name=name, kind="business").returning(Account.id)).scalar()
+    if fail_after_insert:
+        raise ValueError(f"{name} refused after writing")
+    assert account_id is not None
+    return account_id
 
-    return op
+
+def _add_account(name: str, *, fail_after_insert: bool = False) -> functools.partial[int]:
+    return functools.partial(_insert_account, name=name, fail_after_insert=fail_after_insert)
+
+
+def _insert_account_in_batch(conn: Connection, *, name: str) -> int:
+    """Insert the account; return the number of the writer's batch (transaction) it was part of."""
+    _insert_account(conn, name=name)
+    return int(conn.info[BATCH_NUMBER])
 
 
 async def _names(db: Database) -> set[str]:
@@ -60,23 +68,39 @@ async def test_a_single_failing_operation_writes_nothing(db: Database) -> None:
 
 
 async def test_a_burst_commits_in_batches_of_at_most_max_batch(db: Database) -> None:
-    if db._sync_engine is None:
+    if db._writer_url is None:
         pytest.skip("group commit runs on a SQLite file only; PostgreSQL commits each operation on its own")
-    per_commit: list[int] = []
-    inserts = 0
-
-    def after_execute(conn: Connection, clauseelement: object, *args: object) -> None:
-        nonlocal inserts
-        inserts += "INSERT" in str(clauseelement)
-
-    def commit(conn: Connection) -> None:
-        nonlocal inserts
-        per_commit.append(inserts)
-        inserts = 0
-
-    event.listen(db._sync_engine, "after_execute", after_execute)
-    event.listen(db._sync_engine, "commit", commit)
-    await asyncio.gather(*(db.run_write(_add_account(f"w-{i}")) for i in range(50)))
+    ops = [functools.partial(_insert_account_in_batch, name=f"w-{i}") for i in range(50)]
+    batches = await asyncio.gather(*(db.run_write(op) for op in ops))
+    per_commit = [batches.count(number) for number in sorted(set(batches))]
     assert sum(per_commit) == 50
     assert max(per_commit) == db.max_batch  # grouped, but never more than max_batch callers wait on one commit
     assert len(per_commit) == -(-50 // db.max_batch)
+    assert await _names(db) == {f"w-{i}" for i in range(50)}
+
+
+async def test_an_operation_that_does_not_pickle_is_refused_before_anything_runs(db: Database) -> None:
+    if db._writer_url is None:
+        pytest.skip("only a SQLite file's writes run in the writer process")
+
+    def closure(conn: Connection) -> int:  # a local function: pickle cannot name it
+        return _insert_account(conn, name="closure")
+
+    with pytest.raises(TypeError, match="pickles"):
+        await db.run_write(closure)
+    assert await _names(db) == set()
+
+
+async def test_a_killed_writer_process_fails_its_batch_and_the_next_write_starts_a_new_one(db: Database) -> None:
+    if db._writer_url is None:
+        pytest.skip("only a SQLite file's writes run in the writer process")
+    await db.run_write(_add_account("before"))
+    process = db._writer_process
+    assert process is not None and process.poll() is None
+    process.kill()
+    await asyncio.get_running_loop().run_in_executor(None, process.wait, 10)
+    with pytest.raises(WriterStopped):
+        await db.run_write(_add_account("during"))
+    assert await db.run_write(_add_account("after")) > 0
+    assert db._writer_process is not None and db._writer_process.pid != process.pid
+    assert await _names(db) == {"before", "after"}

@@ -1,0 +1,141 @@
+"""The SQLite writer process: ``python -m storage.writer --fd N --url sqlite+pysqlite:///…``.
+
+``Database.run_write`` on a SQLite file sends it batches of write operations over a socket pair and gets
+their outcomes back (frames: a 4-byte big-endian length, then a pickle). Each batch runs in one transaction
+on this process's own connection (group commit), so the SQLAlchemy work of the writes runs on another core
+than the server's event loop. The process exits when its parent closes the socket, or dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pickle
+import signal
+import socket
+
+from sqlalchemy import Connection, create_engine
+
+from storage.db import _LENGTH, BATCH_NUMBER, Outcome, WriteOp, _sqlite_pragmas
+
+
+def _send_frame(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(_LENGTH.pack(len(data)) + data)
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _run_batch(conn: Connection, ops: list[WriteOp]) -> list[Outcome]:
+    """Every op in one transaction; raises when the transaction itself fails (then nothing was written).
+
+    First without SAVEPOINTs (two statements an op, a fifth of a job's): when every op succeeds, as in a burst
+    of jobs, that is the whole story. When one raises, the transaction is rolled back and the batch runs again
+    with a SAVEPOINT around each op, so only the failing ones are undone. An op may therefore run twice; it
+    must have no effect outside the connection."""
+    try:
+        with conn.begin():
+            values = [op(conn) for op in ops]
+        return [(value, None) for value in values]
+    except Exception as err:
+        if len(ops) == 1:
+            return [(None, err)]
+    outcomes: list[Outcome] = []
+    with conn.begin():
+        for op in ops:
+            try:
+                with conn.begin_nested():
+                    outcomes.append((op(conn), None))
+            except Exception as err:
+                outcomes.append((None, err))
+    return outcomes
+
+
+def _picklable_outcomes(outcomes: list[Outcome]) -> bytes:
+    """The outcomes as one pickle; a value or exception that does not pickle becomes an error of its own."""
+    try:
+        return pickle.dumps(outcomes, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        safe: list[Outcome] = []
+        for value, error in outcomes:
+            try:
+                pickle.dumps((value, error), pickle.HIGHEST_PROTOCOL)
+                safe.append((value, error))
+            except Exception as err:
+                what = f"{type(error).__name__}: {error}" if error is not None else type(value).__name__
+                safe.append((None, TypeError(f"the write's outcome cannot be sent back ({what}): {err}")))
+        return pickle.dumps(safe, pickle.HIGHEST_PROTOCOL)
+
+
+def serve(url: str, echo: bool, sock: socket.socket) -> None:
+    """Run each batch that arrives on ``sock`` in one transaction on our own connection to ``url`` and reply
+    with its outcomes; return when the parent closes the socket."""
+    engine = create_engine(
+        url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=1, max_overflow=0
+    )
+    _sqlite_pragmas(engine, writer=True)
+    conn: Connection | None = None
+    batches = 0
+    try:
+        while True:
+            header = _recv_exactly(sock, _LENGTH.size)
+            if header is None:
+                return
+            frame = _recv_exactly(sock, _LENGTH.unpack(header)[0])
+            if frame is None:
+                return
+            if conn is None or conn.invalidated or conn.closed:
+                conn = engine.connect()
+            try:
+                ops: list[WriteOp] = [pickle.loads(data) for data in pickle.loads(frame)]
+            except Exception as err:  # e.g. an op's module fails to import here
+                _send_frame(sock, pickle.dumps(_as_picklable_error(err), pickle.HIGHEST_PROTOCOL))
+                continue
+            batches += 1
+            conn.info[BATCH_NUMBER] = batches
+            try:
+                reply = _picklable_outcomes(_run_batch(conn, ops))
+            except Exception as err:  # the transaction itself failed: nothing of this batch was written
+                reply = pickle.dumps(_as_picklable_error(err), pickle.HIGHEST_PROTOCOL)
+            _send_frame(sock, reply)
+    finally:
+        if conn is not None:
+            conn.close()
+        engine.dispose()
+        sock.close()
+
+
+def _as_picklable_error(err: BaseException) -> BaseException:
+    try:
+        pickle.dumps(err, pickle.HIGHEST_PROTOCOL)
+        return err
+    except Exception:
+        return RuntimeError(f"the write failed: {type(err).__name__}: {err}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fd", type=int, required=True, help="our end of the socket pair")
+    parser.add_argument("--url", required=True, help="the SQLite file's sqlite+pysqlite URL")
+    parser.add_argument("--preload", default="", help="modules to import before the first batch, comma-separated")
+    parser.add_argument("--echo", action="store_true", help="log every statement (SQLAlchemy echo)")
+    args = parser.parse_args()
+    # Ctrl-C reaches the whole process group: stopping is the parent's to decide. It finishes its writes, then
+    # closes the socket, and we exit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=args.fd)
+    for module in filter(None, args.preload.split(",")):
+        importlib.import_module(module)
+    serve(args.url, args.echo, sock)
+
+
+if __name__ == "__main__":
+    main()
