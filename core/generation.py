@@ -320,6 +320,12 @@ class GenerationService:
         self._quiet = asyncio.Event()  # set while _finishing_jobs is 0
         self._quiet.set()
 
+    def start_thumbnail_worker(self) -> None:
+        """Start the thumbnail worker now instead of at the first finished job. A worker process imports the
+        server's modules at normal priority (its initializer lowers it only afterwards), about half a second
+        of a core that the first jobs after startup would otherwise share with it."""
+        self._thumbnailer.submit(os.getpid)
+
     # -- validation ---------------------------------------------------------------------------------
 
     def _validated(self, request: GenerationRequest) -> tuple[str, str, str, str]:

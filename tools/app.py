@@ -144,6 +144,7 @@ def create_app(
 
     async def maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
         generation = app[SERVICES].generation
+        generation.start_thumbnail_worker()
 
         async def loop() -> None:
             while True:
