@@ -128,9 +128,11 @@ def main() -> None:
     parser.add_argument("--preload", default="", help="modules to import before the first batch, comma-separated")
     parser.add_argument("--echo", action="store_true", help="log every statement (SQLAlchemy echo)")
     args = parser.parse_args()
-    # Ctrl-C reaches the whole process group: stopping is the parent's to decide. It finishes its writes, then
-    # closes the socket, and we exit.
+    # Ctrl-C reaches the whole process group, and a service manager's SIGTERM the whole control group: stopping
+    # is the parent's to decide. It finishes its writes, then closes the socket (or dies, which closes it too),
+    # and we exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(fileno=args.fd)
     for module in filter(None, args.preload.split(",")):
         importlib.import_module(module)
