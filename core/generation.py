@@ -23,7 +23,6 @@ import json
 import logging
 import multiprocessing
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,7 +51,7 @@ from core.errors import (
     ShowmeError,
 )
 from core.library import AssetView, Library
-from core.media import NotAnImage, make_thumbnails, probe_image
+from core.media import NotAnImage, lowest_cpu_priority, make_thumbnails, probe_image
 from core.prompts import apply_style, check_prompt
 from core.providers import ImageProvider, OutputReadError, PredictionState, ProviderInput, ProviderOutput
 from storage.blobs import LocalBlobStore
@@ -265,12 +264,6 @@ class JobView:
         return self.status in FINISHED
 
 
-def _lowest_cpu_priority() -> None:
-    """Run this worker (process or thread) at nice 19 (Linux: per-thread priority via its native id)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-
-
 class GenerationService:
     """Creates, runs, resumes and reports generation jobs. Owns its background tasks (``close``)."""
 
@@ -302,9 +295,9 @@ class GenerationService:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._thumbnailer: Executor = (
-            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_lowest_cpu_priority)
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=lowest_cpu_priority)
             if settings.generation.thumbnail_worker == "process"
-            else ThreadPoolExecutor(1, "thumbnails", initializer=_lowest_cpu_priority)
+            else ThreadPoolExecutor(1, "thumbnails", initializer=lowest_cpu_priority)
         )
         self._prediction_ids: dict[str, str] = {}
         self._fresh: dict[str, tuple[Any, ...]] = {}  # jobs submitted here: no need to read them back

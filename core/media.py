@@ -3,8 +3,11 @@ probes with imagesize."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import struct
+import threading
 from dataclasses import dataclass
 
 import imagesize
@@ -121,3 +124,9 @@ def inspect_image(data: bytes, thumbnail_pixels: int) -> ImageInfo:
         raise NotAnImage(f"damaged or oversized image: {err}") from err
     mime, ext = _FORMATS[fmt]
     return ImageInfo(mime=mime, ext=ext, width=width, height=height, thumbnail=out.getvalue())
+
+
+def lowest_cpu_priority() -> None:
+    """Run this worker (process or thread) at nice 19 (Linux: per-thread priority via its native id)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)

@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -32,11 +32,13 @@ from core.errors import (
     ProviderError,
     ShowmeError,
 )
-from core.generation import GenerationRequest, JobView
-from core.services import Services, open_services
-from storage import migrate
-from storage.db import Database, create_engine
-from tools.http import plain
+
+if TYPE_CHECKING:
+    from core.generation import JobView
+    from core.services import Services
+
+# The server's modules are imported by the commands that use them: this module is also what a spawned worker
+# process (thumbnails) imports first, as its parent's __main__, and it should stay small there.
 
 EXIT_CODES: list[tuple[type[ShowmeError], int]] = [
     (ConfigError, 78),
@@ -59,6 +61,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    from tools.http import plain
+
     if args.json:
         print(json.dumps(plain(payload), indent=2, sort_keys=True))
     else:
@@ -73,6 +77,9 @@ def _plural(n: int, unit: str) -> str:
 
 
 async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import migrate
+    from storage.db import Database, create_engine
+
     db = Database(create_engine(settings.database.url))
     try:
         before = await migrate.current_revision(db.engine)
@@ -170,6 +177,8 @@ async def cmd_codes_create(args: argparse.Namespace, s: Services) -> int:
 
 
 async def cmd_codes_redeem(args: argparse.Namespace, s: Services) -> int:
+    from tools.http import plain
+
     await s.accounts.get(args.account)
     activation = await s.billing.redeem(args.code, args.account)
     _emit(
@@ -212,6 +221,8 @@ def _job_text(job: JobView, balance: int | None = None) -> str:
 
 
 async def cmd_generate(args: argparse.Namespace, s: Services) -> int:
+    from core.generation import GenerationRequest
+
     await s.accounts.get(args.account)
     request = GenerationRequest(
         prompt=args.prompt,
@@ -533,6 +544,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await handler(args, settings)
     # One-shot commands make thumbnails in a thread: a worker process would cost more to start than it saves.
     settings.generation.thumbnail_worker = "thread"
+    from core.services import open_services
+
     async with open_services(settings) as services:
         return await handler(args, services)
 
