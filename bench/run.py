@@ -451,7 +451,7 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
         "REPLICATE_API_TOKEN": "r8_test_token",
         "REPLICATE_BASE_URL": fake,
         "SHOWME_SECRET_KEY": SECRET,
-        "SHOWME_DATABASE__URL": f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
+        "SHOWME_DATABASE__URL": database_url or f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
         "SHOWME_MEDIA__ROOT": str(tmp / "media"),
         "SHOWME_SERVER__PUBLIC_URL": base,
         "SHOWME_SERVER__ACCESS_LOG": "false",
