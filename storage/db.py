@@ -289,6 +289,10 @@ class Database:
                         await self._stop_writer()
                         raise WriterStopped(f"the SQLite writer process stopped during a write: {err!r}") from err
                     except BaseException:  # cancelled mid-reply: the stream is out of step; start afresh
+                        interrupted = WriterStopped("the write was interrupted (shutdown); it may have committed")
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(interrupted)
                         await asyncio.shield(self._stop_writer())
                         raise
             except Exception as err:  # nothing of this batch was written, or it is unknown (WriterStopped)
