@@ -81,7 +81,6 @@ async def open_services(
     db = Database(create_engine(settings.database.url, echo=settings.database.echo))
     owned_provider = provider is None
     try:
-        db.start_writer()  # it imports while the database is prepared
         await prepare_database(db, settings)
         blobs = LocalBlobStore(settings.media.root)
         credits = CreditService(db, settings.credits, clock)

@@ -235,7 +235,8 @@ class Database:
 
     def start_writer(self) -> None:
         """Start the SQLite writer process now rather than at the first write (it takes about half a second to
-        import what it needs; the server calls this at startup). Nothing to do on PostgreSQL or in memory."""
+        import what it needs; the server calls this at startup). Nothing to do on PostgreSQL, in memory, or
+        when it is running."""
         if self._writer_url is not None and self._writer_process is None:
             self._writer_process, self._writer_sock = _start_writer_process(self._writer_url, self.engine.echo is True)
 

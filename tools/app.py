@@ -143,6 +143,9 @@ def create_app(
             await ws.close(code=1001, message=b"server shutting down")
 
     async def maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
+        # The server's helper processes start now rather than on the first request that needs them (each takes
+        # about half a second of a core to import what it needs). One-shot CLI commands start them on demand.
+        app[SERVICES].db.start_writer()
         generation = app[SERVICES].generation
         generation.start_thumbnail_worker()
 
