@@ -352,21 +352,25 @@ class CreditService:
             ],
         )
 
-    def _win_charge(self, conn: Connection, job_id: str, state: str, charged: int) -> list[Any] | None:
+    def _win_charge(
+        self, conn: Connection, job_id: str, state: str, charged: int, *, account_locked: bool = False
+    ) -> list[Any] | None:
         """Move the job's charge from ``held`` to ``state`` (conditional update); the hold entries when this
         transaction won, None when the charge had already left ``held``."""
-        self._lock_job_account(conn, job_id)
+        if not account_locked:
+            self._lock_job_account(conn, job_id)
         won = conn.execute(_WIN_CHARGE, {"job": job_id, "state": state, "charged": charged})
         if won.rowcount != 1:
             return None
         return list(conn.execute(_HOLDS, {"op_key": f"job:{job_id}"}))
 
-    def settle(self, conn: Connection, job_id: str, used: int) -> bool:
+    def settle(self, conn: Connection, job_id: str, used: int, *, account_locked: bool = False) -> bool:
         """Turn ``used`` units of the job's hold into a spend and release the rest, exactly once.
 
-        Returns False (and writes nothing) when the job's charge is not ``held`` any more.
+        Returns False (and writes nothing) when the job's charge is not ``held`` any more. ``account_locked``:
+        the caller's transaction already holds the job's account lock (``lock``), so it is not taken again.
         """
-        holds = self._win_charge(conn, job_id, "settled", used)
+        holds = self._win_charge(conn, job_id, "settled", used, account_locked=account_locked)
         if holds is None:
             return False
         left = used

@@ -181,7 +181,7 @@ def _finish_job(
         return None
     rows = list(conn.execute(_asset_insert(conn.dialect.name), assets))
     per_output = job.cost // job.num_outputs if job.num_outputs else job.cost
-    credits.settle(conn, job_id, per_output * len(assets))
+    credits.settle(conn, job_id, per_output * len(assets), account_locked=True)  # locked above
     finished_job = conn.execute(
         _JOB_SUCCEEDED, {"job": job_id, "started": started_at, "finished": finished_at, "prediction": prediction_id}
     ).one()
@@ -406,7 +406,7 @@ class GenerationService:
         )
         created: Charge | tuple[str, str]
         try:
-            created = await self.db.run_write(op)
+            created = await self.db.run_write(op, account=account_id)
         except IntegrityError:
             # Another process inserted the same idempotency key between our read and our insert.
             async with self.db.read() as session:
@@ -778,7 +778,7 @@ class GenerationService:
             finished_at=now,
             prediction_id=prediction_id,
         )
-        finished = await self.db.run_write(finish)
+        finished = await self.db.run_write(finish, account=account_id)
         if finished is None:
             return
         self.library.invalidate(account_id)  # the new images are searchable by their prompt

@@ -83,17 +83,19 @@ def _sqlite_pragmas(engine: Engine, *, writer: bool = False) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _sqlite_writer_url(async_engine: AsyncEngine) -> str | None:
-    """The pysqlite URL of the same SQLite file, for the writer process; None for in-memory databases, which a
-    second connection would not share."""
+def _writer_url(async_engine: AsyncEngine) -> str | None:
+    """The URL the writer process connects to: the same SQLite file through pysqlite, or the same PostgreSQL
+    database; None for in-memory SQLite, which a second connection would not share."""
     url = async_engine.url
+    if async_engine.dialect.name != "sqlite":
+        return url.render_as_string(hide_password=False)
     if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
         return None
     return url.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
 
 
 class WriterStopped(RuntimeError):
-    """The SQLite writer process ended (it was killed, or it crashed) while running a batch. Whether that batch
+    """The writer process ended (it was killed, or it crashed) while running a batch. Whether that batch
     committed is unknown; the next batch starts a new writer process."""
 
 
@@ -115,15 +117,18 @@ WRITER_PRELOAD = ("core.generation", "core.library")
 
 
 def _start_writer_process(url: str, echo: bool) -> tuple[subprocess.Popen[bytes], socket.socket]:
-    """Start ``python -m storage.writer`` on one end of a new socket pair; return it and our end. A plain
-    child process: it imports only what its writes need, and it exits when our end closes (also when this
-    process dies)."""
+    """Start ``python -m storage.writer`` on one end of a new socket pair and send it ``url`` (the first frame:
+    a command line would show a password to every user of the machine); return it and our end. A plain child
+    process: it imports only what its writes need, and it exits when our end closes (also when this process
+    dies)."""
     ours, theirs = socket.socketpair()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    command = [sys.executable, "-m", "storage.writer", "--fd", str(theirs.fileno()), "--url", url]
+    command = [sys.executable, "-m", "storage.writer", "--fd", str(theirs.fileno())]
     command += [f"--preload={','.join(WRITER_PRELOAD)}", *(["--echo"] if echo else [])]
     try:
         process = subprocess.Popen(command, pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
+        data = url.encode()
+        ours.sendall(_LENGTH.pack(len(data)) + data)
     except BaseException:
         ours.close()
         raise
@@ -165,16 +170,16 @@ class Database:
         # process queue here instead (FIFO, woken at once, holding no pool connection); other processes
         # sharing the file still meet the busy timeout.
         self._sqlite_writer = asyncio.Lock() if self.is_sqlite else None
-        # ``run_write`` on a SQLite file runs whole batches of operations in a writer process, on a synchronous
-        # connection. Through aiosqlite every statement is a round trip between the event loop and a worker
-        # thread (about 0.45 ms here); in a thread of this process a batch's SQLAlchemy work took the GIL from
-        # the event loop (about 1 ms a generation job, 40 % of this process's CPU in bench (b)); in its own
-        # process it runs on the other core.
-        self._writer_url = _sqlite_writer_url(engine) if self.is_sqlite else None
+        # ``run_write`` runs whole batches of operations in a writer process. Through aiosqlite every statement
+        # is a round trip between the event loop and a worker thread (about 0.45 ms here); in a thread of this
+        # process a batch's SQLAlchemy work took the GIL from the event loop (about 1 ms a generation job, 40 %
+        # of this process's CPU in bench (b)); on the event loop, PostgreSQL's statements through asyncpg cost
+        # about 10 ms of its CPU a job. In its own process that work runs on another core.
+        self._writer_url = _writer_url(engine)
         self._writer_process: subprocess.Popen[bytes] | None = None
         self._writer_sock: socket.socket | None = None
         self._writer_stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self._pending: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
+        self._pending: deque[tuple[bytes, asyncio.Future[Any], int | None]] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._write_engine = engine.execution_options(**{_IMMEDIATE: True})
         self._reader = async_sessionmaker(engine, expire_on_commit=False)
@@ -197,24 +202,24 @@ class Database:
         async with self._sqlite_writer, self._writer() as session, session.begin():
             yield session
 
-    async def run_write(self, op: Callable[[Connection], T]) -> T:
+    async def run_write(self, op: Callable[[Connection], T], *, account: int | None = None) -> T:
         """Run ``op(connection)`` in a write transaction and return its result once committed.
 
-        ``op`` is a plain function of a synchronous SQLAlchemy ``Connection`` (Core statements). On a SQLite
-        file it runs in the writer process, so it must pickle (a module-level function, or a
-        ``functools.partial`` of one with picklable arguments), and so must its result and its exceptions;
-        ``TypeError`` is raised at once for an op that does not pickle. It must not block on anything but the
-        database, and it may run twice (see ``storage.writer._run_batch``), so it must have no effect outside
-        the connection. It raises to roll back its own writes; the caller gets that exception. Cancelling the
-        caller does not withdraw an operation already queued: it may still commit. ``WriterStopped`` is raised
-        when the writer process ended during the batch (whether it committed is then unknown).
+        ``op`` is a plain function of a synchronous SQLAlchemy ``Connection`` (Core statements). ``account`` is the
+        account whose credit rows it locks, when there is one. It runs in the writer process, so it must pickle (a
+        module-level function, or a ``functools.partial`` of one with picklable arguments), and so must its result
+        and its exceptions; ``TypeError`` is raised at once for an op that does not pickle. It must not block on
+        anything but the database, and it may run twice (see ``storage.writer._run_batch``), so it must have no
+        effect outside the connection. It raises to roll back its own writes; the caller gets that exception.
+        Cancelling the caller does not withdraw an operation already queued: it may still commit. ``WriterStopped``
+        is raised when the writer process ended during the batch (whether it committed is then unknown).
 
-        On a SQLite file, operations that arrive together share one transaction (group commit, at most
-        ``max_batch`` of them), run back to back in the writer process: an operation that raises is rolled back
-        alone and its caller gets the exception; the others commit (``storage.writer._run_batch``). On PostgreSQL each
-        operation is its own transaction on the async engine (``AsyncConnection.run_sync``): real write
-        concurrency, and batching unrelated accounts there could deadlock across replicas. An in-memory SQLite
-        database, which another process cannot open, runs each operation in this process."""
+        Operations that arrive together share one transaction (group commit, at most ``max_batch`` of them),
+        run back to back in the writer process: an operation that raises is rolled back alone and its caller
+        gets the exception; the others commit (``storage.writer._run_batch``). On PostgreSQL a batch holds one
+        account's operations only (``_next_batch``): batching unrelated accounts could deadlock across
+        replicas. An in-memory SQLite database, which another process cannot open, runs each operation in this
+        process."""
         if self._writer_url is None:
             if self._sqlite_writer is None:
                 async with self._write_engine.begin() as conn:
@@ -228,14 +233,14 @@ class Database:
                 f"run_write needs an operation that pickles (a module-level function or a partial of one): {err}"
             ) from err
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((data, future))
+        self._pending.append((data, future, account))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_pending())
         return await future
 
     def start_writer(self) -> None:
-        """Start the SQLite writer process now rather than at the first write (it takes about half a second to
-        import what it needs; the server calls this at startup). Nothing to do on PostgreSQL, in memory, or
+        """Start the writer process now rather than at the first write (it takes about half a second to import
+        what it needs; the server calls this at startup). Nothing to do for an in-memory SQLite database, or
         when it is running."""
         if self._writer_url is not None and self._writer_process is None:
             self._writer_process, self._writer_sock = _start_writer_process(self._writer_url, self.engine.echo is True)
@@ -268,19 +273,38 @@ class Database:
             try:
                 await loop.run_in_executor(None, process.wait, 10)
             except subprocess.TimeoutExpired:  # pragma: no cover - only when the writer hangs
-                log.error("the SQLite writer process did not stop; killing it")
+                log.error("the writer process did not stop; killing it")
                 process.kill()
                 await loop.run_in_executor(None, process.wait)
 
+    def _next_batch(self) -> list[tuple[bytes, asyncio.Future[Any], int | None]]:
+        """The next batch, in arrival order: on SQLite the next ``max_batch`` operations; on PostgreSQL the next
+        operation and, when it names its account, the following ones of the same account (a transaction then
+        locks one account row only, so two replicas never take two accounts' locks in crossed order)."""
+        pending = self._pending
+        if self.is_sqlite:
+            return [pending.popleft() for _ in range(min(self.max_batch, len(pending)))]
+        batch = [pending.popleft()]
+        account = batch[0][2]
+        if account is not None:
+            others = []
+            while pending and len(batch) < self.max_batch:
+                item = pending.popleft()
+                if item[2] is None:  # it may touch this account too: nothing jumps ahead of it
+                    others.append(item)
+                    break
+                (batch if item[2] == account else others).append(item)
+            pending.extendleft(reversed(others))
+        return batch
+
     async def _flush_pending(self) -> None:
-        assert self._sqlite_writer is not None
         while self._pending:
-            batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
-            futures = [future for _, future in batch]
+            batch = self._next_batch()
+            futures = [future for _, future, _ in batch]
             # Each op was pickled by run_write (which checks that it pickles); the batch is the list of those.
-            payload = pickle.dumps([data for data, _ in batch], pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps([data for data, _, _ in batch], pickle.HIGHEST_PROTOCOL)
             try:
-                async with self._sqlite_writer:
+                async with self._sqlite_writer or contextlib.nullcontext():
                     reader, writer = await self._writer_socket()
                     try:
                         writer.write(_LENGTH.pack(len(payload)) + payload)
@@ -288,7 +312,7 @@ class Database:
                         reply = pickle.loads(await reader.readexactly(_LENGTH.unpack(header)[0]))
                     except (asyncio.IncompleteReadError, ConnectionError) as err:
                         await self._stop_writer()
-                        raise WriterStopped(f"the SQLite writer process stopped during a write: {err!r}") from err
+                        raise WriterStopped(f"the writer process stopped during a write: {err!r}") from err
                     except BaseException:  # cancelled mid-reply: the stream is out of step; start afresh
                         interrupted = WriterStopped("the write was interrupted (shutdown); it may have committed")
                         for future in futures:

@@ -1,20 +1,25 @@
-"""The SQLite writer process: ``python -m storage.writer --fd N --url sqlite+pysqlite:///…``.
+"""The writer process: ``python -m storage.writer --fd N``.
 
-``Database.run_write`` on a SQLite file sends it batches of write operations over a socket pair and gets
-their outcomes back (frames: a 4-byte big-endian length, then a pickle). Each batch runs in one transaction
-on this process's own connection (group commit), so the SQLAlchemy work of the writes runs on another core
-than the server's event loop. The process exits when its parent closes the socket, or dies.
+``Database.run_write`` sends it the database URL, then batches of write operations over a socket pair, and
+gets their outcomes back (frames: a 4-byte big-endian length, then a pickle; the URL as UTF-8). Each batch runs
+in one transaction on this process's own connection (group commit), so the SQLAlchemy work of the writes runs
+on another core than the server's event loop. SQLite goes through pysqlite; PostgreSQL through asyncpg on an
+event loop of this process. The process exits when its parent closes the socket, or dies.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import importlib
 import pickle
 import signal
 import socket
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import Connection, create_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.db import _LENGTH, BATCH_NUMBER, Outcome, WriteOp, _sqlite_pragmas
 
@@ -75,42 +80,74 @@ def _picklable_outcomes(outcomes: list[Outcome]) -> bytes:
         return pickle.dumps(safe, pickle.HIGHEST_PROTOCOL)
 
 
-def serve(url: str, echo: bool, sock: socket.socket) -> None:
-    """Run each batch that arrives on ``sock`` in one transaction on our own connection to ``url`` and reply
-    with its outcomes; return when the parent closes the socket."""
+def _batches(sock: socket.socket) -> Iterator[list[WriteOp] | BaseException]:
+    """Each batch that arrives on ``sock`` (or the error unpickling it raised), until the parent closes it."""
+    while True:
+        header = _recv_exactly(sock, _LENGTH.size)
+        frame = None if header is None else _recv_exactly(sock, _LENGTH.unpack(header)[0])
+        if frame is None:
+            return
+        try:
+            yield [pickle.loads(data) for data in pickle.loads(frame)]
+        except Exception as err:  # e.g. an op's module fails to import here
+            yield err
+
+
+def _numbered_batch(conn: Connection, ops: list[WriteOp], number: int) -> list[Outcome]:
+    conn.info[BATCH_NUMBER] = number
+    return _run_batch(conn, ops)
+
+
+def _reply(sock: socket.socket, run: Callable[[], list[Outcome]]) -> None:
+    try:
+        reply = _picklable_outcomes(run())
+    except Exception as err:  # the transaction itself failed: nothing of this batch was written
+        reply = pickle.dumps(_as_picklable_error(err), pickle.HIGHEST_PROTOCOL)
+    _send_frame(sock, reply)
+
+
+def serve_sqlite(url: str, echo: bool, sock: socket.socket) -> None:
+    """Run each batch that arrives on ``sock`` in one transaction on our own pysqlite connection to ``url``
+    and reply with its outcomes; return when the parent closes the socket."""
     engine = create_engine(
         url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=1, max_overflow=0
     )
     _sqlite_pragmas(engine, writer=True)
     conn: Connection | None = None
-    batches = 0
     try:
-        while True:
-            header = _recv_exactly(sock, _LENGTH.size)
-            if header is None:
-                return
-            frame = _recv_exactly(sock, _LENGTH.unpack(header)[0])
-            if frame is None:
-                return
+        for number, batch in enumerate(_batches(sock), 1):
+            if isinstance(batch, BaseException):
+                _send_frame(sock, pickle.dumps(_as_picklable_error(batch), pickle.HIGHEST_PROTOCOL))
+                continue
             if conn is None or conn.invalidated or conn.closed:
                 conn = engine.connect()
-            try:
-                ops: list[WriteOp] = [pickle.loads(data) for data in pickle.loads(frame)]
-            except Exception as err:  # e.g. an op's module fails to import here
-                _send_frame(sock, pickle.dumps(_as_picklable_error(err), pickle.HIGHEST_PROTOCOL))
-                continue
-            batches += 1
-            conn.info[BATCH_NUMBER] = batches
-            try:
-                reply = _picklable_outcomes(_run_batch(conn, ops))
-            except Exception as err:  # the transaction itself failed: nothing of this batch was written
-                reply = pickle.dumps(_as_picklable_error(err), pickle.HIGHEST_PROTOCOL)
-            _send_frame(sock, reply)
+            _reply(sock, functools.partial(_numbered_batch, conn, batch, number))
     finally:
         if conn is not None:
             conn.close()
         engine.dispose()
-        sock.close()
+
+
+def serve_postgresql(url: str, echo: bool, sock: socket.socket) -> None:
+    """The same for PostgreSQL: asyncpg on an event loop of our own, one connection, each batch in one
+    transaction (``AsyncConnection.run_sync``). The parent puts only one account's operations in a batch."""
+    loop = asyncio.new_event_loop()
+    engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_pre_ping=True)
+
+    async def run(ops: list[WriteOp], number: int) -> list[Outcome]:
+        async with engine.connect() as conn:
+            outcomes: list[Outcome] = await conn.run_sync(_numbered_batch, ops, number)
+            return outcomes
+
+    try:
+        for number, batch in enumerate(_batches(sock), 1):
+            if isinstance(batch, BaseException):
+                _send_frame(sock, pickle.dumps(_as_picklable_error(batch), pickle.HIGHEST_PROTOCOL))
+                continue
+            _reply(sock, functools.partial(loop.run_until_complete, run(batch, number)))
+    finally:
+        loop.run_until_complete(engine.dispose())
+        loop.close()
 
 
 def _as_picklable_error(err: BaseException) -> BaseException:
@@ -124,7 +161,6 @@ def _as_picklable_error(err: BaseException) -> BaseException:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="our end of the socket pair")
-    parser.add_argument("--url", required=True, help="the SQLite file's sqlite+pysqlite URL")
     parser.add_argument("--preload", default="", help="modules to import before the first batch, comma-separated")
     parser.add_argument("--echo", action="store_true", help="log every statement (SQLAlchemy echo)")
     args = parser.parse_args()
@@ -136,7 +172,16 @@ def main() -> None:
     sock = socket.socket(fileno=args.fd)
     for module in filter(None, args.preload.split(",")):
         importlib.import_module(module)
-    serve(args.url, args.echo, sock)
+    # The database URL comes as the first frame (it may hold a password, which a command line would show).
+    header = _recv_exactly(sock, _LENGTH.size)
+    frame = None if header is None else _recv_exactly(sock, _LENGTH.unpack(header)[0])
+    if frame is None:
+        return
+    url = frame.decode()
+    try:
+        (serve_sqlite if url.startswith("sqlite") else serve_postgresql)(url, args.echo, sock)
+    finally:
+        sock.close()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,17 @@ def _insert_account_in_batch(conn: Connection, *, name: str) -> int:
     return int(conn.info[BATCH_NUMBER])
 
 
+async def test_on_postgresql_a_batch_holds_one_accounts_operations(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite has one writer: its batches take whatever arrives")
+    ops = [(functools.partial(_insert_account_in_batch, name=f"p-{i}"), i % 2) for i in range(20)]
+    batches = await asyncio.gather(*(db.run_write(op, account=account) for op, account in ops))
+    for number in set(batches):
+        accounts = {account for (_, account), batch in zip(ops, batches, strict=True) if batch == number}
+        assert len(accounts) == 1  # never two accounts' operations in one transaction
+    assert len(set(batches)) < 20  # but grouped
+
+
 async def _names(db: Database) -> set[str]:
     async with db.read() as session:
         return set((await session.scalars(select(Account.name))).all())
@@ -68,10 +79,8 @@ async def test_a_single_failing_operation_writes_nothing(db: Database) -> None:
 
 
 async def test_a_burst_commits_in_batches_of_at_most_max_batch(db: Database) -> None:
-    if db._writer_url is None:
-        pytest.skip("group commit runs on a SQLite file only; PostgreSQL commits each operation on its own")
     ops = [functools.partial(_insert_account_in_batch, name=f"w-{i}") for i in range(50)]
-    batches = await asyncio.gather(*(db.run_write(op) for op in ops))
+    batches = await asyncio.gather(*(db.run_write(op, account=1) for op in ops))
     per_commit = [batches.count(number) for number in sorted(set(batches))]
     assert sum(per_commit) == 50
     assert max(per_commit) == db.max_batch  # grouped, but never more than max_batch callers wait on one commit
@@ -80,9 +89,6 @@ async def test_a_burst_commits_in_batches_of_at_most_max_batch(db: Database) -> 
 
 
 async def test_an_operation_that_does_not_pickle_is_refused_before_anything_runs(db: Database) -> None:
-    if db._writer_url is None:
-        pytest.skip("only a SQLite file's writes run in the writer process")
-
     def closure(conn: Connection) -> int:  # a local function: pickle cannot name it
         return _insert_account(conn, name="closure")
 
@@ -92,8 +98,6 @@ async def test_an_operation_that_does_not_pickle_is_refused_before_anything_runs
 
 
 async def test_a_killed_writer_process_fails_its_batch_and_the_next_write_starts_a_new_one(db: Database) -> None:
-    if db._writer_url is None:
-        pytest.skip("only a SQLite file's writes run in the writer process")
     await db.run_write(_add_account("before"))
     process = db._writer_process
     assert process is not None and process.poll() is None
