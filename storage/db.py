@@ -309,7 +309,7 @@ class Database:
                     try:
                         writer.write(_LENGTH.pack(len(payload)) + payload)
                         header = await reader.readexactly(_LENGTH.size)
-                        reply = pickle.loads(await reader.readexactly(_LENGTH.unpack(header)[0]))
+                        raw = await reader.readexactly(_LENGTH.unpack(header)[0])
                     except (asyncio.IncompleteReadError, ConnectionError) as err:
                         await self._stop_writer()
                         raise WriterStopped(f"the writer process stopped during a write: {err!r}") from err
@@ -320,6 +320,7 @@ class Database:
                                 future.set_exception(interrupted)
                         await asyncio.shield(self._stop_writer())
                         raise
+                reply = pickle.loads(raw)  # a list of outcomes, or the exception that failed the whole batch
             except Exception as err:  # nothing of this batch was written, or it is unknown (WriterStopped)
                 reply = err
             if isinstance(reply, BaseException):
