@@ -5,6 +5,9 @@ read-then-write races surface as "database is locked" (SQLAlchemy docs, "Transac
 sqlite3 driver"), we turn them off and emit our own ``BEGIN``: ``BEGIN IMMEDIATE`` for write transactions
 (they take the write lock up front), plain ``BEGIN`` for reads, so readers never block each other.
 On PostgreSQL, write transactions lock the account row they touch (``SELECT … FOR UPDATE``) instead.
+
+``Database.run_write`` (the job and credit writes) runs in a writer process, ``storage.writer``, in batches
+that commit together; ``read()`` and ``write()`` sessions stay in this process.
 """
 
 from __future__ import annotations
@@ -111,6 +114,10 @@ _LENGTH = struct.Struct(">I")
 BATCH_NUMBER = "showme.batch"
 
 
+def _send_frame(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(_LENGTH.pack(len(data)) + data)
+
+
 #: Imported by a new writer process while its parent goes on (the modules whose write operations it will
 #: unpickle), so that the first write does not wait for them.
 WRITER_PRELOAD = ("core.generation", "core.library")
@@ -127,8 +134,7 @@ def _start_writer_process(url: str, echo: bool) -> tuple[subprocess.Popen[bytes]
     command += [f"--preload={','.join(WRITER_PRELOAD)}", *(["--echo"] if echo else [])]
     try:
         process = subprocess.Popen(command, pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
-        data = url.encode()
-        ours.sendall(_LENGTH.pack(len(data)) + data)
+        _send_frame(ours, url.encode())
     except BaseException:
         ours.close()
         raise

@@ -21,11 +21,7 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from storage.db import _LENGTH, BATCH_NUMBER, Outcome, WriteOp, _sqlite_pragmas
-
-
-def _send_frame(sock: socket.socket, data: bytes) -> None:
-    sock.sendall(_LENGTH.pack(len(data)) + data)
+from storage.db import _LENGTH, BATCH_NUMBER, Outcome, WriteOp, _send_frame, _sqlite_pragmas
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
@@ -80,13 +76,15 @@ def _picklable_outcomes(outcomes: list[Outcome]) -> bytes:
         return pickle.dumps(safe, pickle.HIGHEST_PROTOCOL)
 
 
+def _recv_frame(sock: socket.socket) -> bytes | None:
+    """The next frame's bytes; None when the parent has closed the socket."""
+    header = _recv_exactly(sock, _LENGTH.size)
+    return None if header is None else _recv_exactly(sock, _LENGTH.unpack(header)[0])
+
+
 def _batches(sock: socket.socket) -> Iterator[list[WriteOp] | BaseException]:
     """Each batch that arrives on ``sock`` (or the error unpickling it raised), until the parent closes it."""
-    while True:
-        header = _recv_exactly(sock, _LENGTH.size)
-        frame = None if header is None else _recv_exactly(sock, _LENGTH.unpack(header)[0])
-        if frame is None:
-            return
+    while (frame := _recv_frame(sock)) is not None:
         try:
             yield [pickle.loads(data) for data in pickle.loads(frame)]
         except Exception as err:  # e.g. an op's module fails to import here
@@ -173,8 +171,7 @@ def main() -> None:
     for module in filter(None, args.preload.split(",")):
         importlib.import_module(module)
     # The database URL comes as the first frame (it may hold a password, which a command line would show).
-    header = _recv_exactly(sock, _LENGTH.size)
-    frame = None if header is None else _recv_exactly(sock, _LENGTH.unpack(header)[0])
+    frame = _recv_frame(sock)
     if frame is None:
         return
     url = frame.decode()
