@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import Clock
 from core.config import CreditSettings
 from core.errors import InsufficientCredits, InvalidRequest
-from storage.db import Database
+from storage.db import TRANSACTION_CACHE, Database
 from storage.models import Account, CreditGrant, Job, LedgerEntry
 
 Unit = Literal["credit", "image", "video"]
@@ -71,6 +71,17 @@ class Charge:
     amount: int
 
 
+@dataclass
+class _GrantState:
+    """An active grant as the current transaction sees it: ``hold`` lowers ``remaining`` as it takes."""
+
+    id: int
+    unit: str
+    remaining: int
+    eligible_models: list[str] | None
+    expires_at: datetime | None
+
+
 @dataclass(frozen=True)
 class LedgerLine:
     id: int
@@ -99,7 +110,13 @@ _ACTIVE_ANY = and_(
     or_(CreditGrant.expires_at.is_(None), CreditGrant.expires_at > bindparam("now")),
 )
 _BURN_DOWN = (CreditGrant.priority, nulls_last(CreditGrant.expires_at), CreditGrant.created_at, CreditGrant.id)
-_GRANT_COLUMNS = (CreditGrant.id, CreditGrant.unit, CreditGrant.remaining, CreditGrant.eligible_models)
+_GRANT_COLUMNS = (
+    CreditGrant.id,
+    CreditGrant.unit,
+    CreditGrant.remaining,
+    CreditGrant.eligible_models,
+    CreditGrant.expires_at,
+)
 _ELIGIBLE_ANY = select(*_GRANT_COLUMNS).where(_ACTIVE_ANY).order_by(*_BURN_DOWN)
 _ELIGIBLE = select(*_GRANT_COLUMNS).where(_ACTIVE_ANY, CreditGrant.unit == bindparam("unit")).order_by(*_BURN_DOWN)
 _TAKE = (
@@ -144,12 +161,19 @@ class CreditService:
         database write lock. Every credit-writing transaction takes this lock first, so locks are always
         acquired account → job → grants and cannot deadlock. Raises ``InvalidRequest`` (field ``account``)
         when the account does not exist; with ``verify`` False (the caller knows it exists) SQLite runs no
-        statement at all."""
+        statement at all. In a batch transaction of the writer process (``storage.db.TRANSACTION_CACHE``) an
+        account is locked and verified once: the other operations of the batch run no statement for it."""
         if not verify and conn.dialect.name == "sqlite":
+            return
+        cache = conn.info.get(TRANSACTION_CACHE)
+        locked: set[int] | None = None if cache is None else cache.setdefault("locked_accounts", set())
+        if locked is not None and account_id in locked:
             return
         found = conn.execute(_LOCK_ACCOUNT, {"account": account_id}).scalar()
         if found is None:
             raise InvalidRequest(f"account {account_id} does not exist", field="account")
+        if locked is not None:
+            locked.add(account_id)
 
     async def lock_account(self, session: AsyncSession, account_id: int) -> None:
         """``lock`` inside an ORM session's transaction."""
@@ -238,15 +262,36 @@ class CreditService:
             note="starter credits",
         )
 
-    def _eligible_grants(self, conn: Connection, account_id: int, unit: str | None, model: str | None) -> list[Any]:
-        """Active grants in burn-down order (rows with ``id``, ``unit``, ``remaining``); ``unit`` None means
-        every unit (one query for ``choose_charge``)."""
+    def _eligible_grants(
+        self, conn: Connection, account_id: int, unit: str | None, model: str | None
+    ) -> list[_GrantState]:
+        """Active grants in burn-down order (``_GrantState``s); ``unit`` None means every unit (one query for
+        ``choose_charge``)."""
         now = self.clock.now()
         if unit is None:
-            rows = conn.execute(_ELIGIBLE_ANY, {"account": account_id, "now": now})
+            grants = self._active_grants(conn, account_id, now)
         else:
             rows = conn.execute(_ELIGIBLE, {"account": account_id, "unit": unit, "now": now})
-        return [g for g in rows if not g.eligible_models or (model is not None and model in g.eligible_models)]
+            grants = [_GrantState(r.id, r.unit, r.remaining, r.eligible_models, r.expires_at) for r in rows]
+        return [g for g in grants if not g.eligible_models or (model is not None and model in g.eligible_models)]
+
+    def _active_grants(self, conn: Connection, account_id: int, now: datetime) -> list[_GrantState]:
+        """Every unit's active grants of the account, in burn-down order. In a batch transaction that holds the
+        account's lock (``lock``; ``storage.db.TRANSACTION_CACHE``) they are read once: nobody else can change
+        them before it commits, ``hold`` keeps their ``remaining`` up to date, and any other change to them in
+        the transaction (``_give_back``) drops them. They are read again once the soonest expiry has passed."""
+        cache = conn.info.get(TRANSACTION_CACHE)
+        kept: dict[int, tuple[datetime | None, list[_GrantState]]] | None = None
+        if cache is not None and account_id in cache.get("locked_accounts", ()):
+            kept = cache.setdefault("grants", {})
+            known = kept.get(account_id)
+            if known is not None and (known[0] is None or now < known[0]):
+                return [g for g in known[1] if g.remaining > 0]
+        rows = conn.execute(_ELIGIBLE_ANY, {"account": account_id, "now": now})
+        grants = [_GrantState(r.id, r.unit, r.remaining, r.eligible_models, r.expires_at) for r in rows]
+        if kept is not None:
+            kept[account_id] = (min((g.expires_at for g in grants if g.expires_at), default=None), grants)
+        return grants
 
     def choose_charge(
         self, conn: Connection, *, account_id: int, model: str, outputs: int, credits_per_output: int
@@ -298,6 +343,7 @@ class CreditService:
             result = conn.execute(_TAKE, {"grant": grant.id, "take": take})
             if result.rowcount != 1:
                 raise RuntimeError(f"grant {grant.id} changed under a locked transaction")
+            grant.remaining -= take  # what this transaction now sees (see _active_grants)
             taken.append((grant.id, take))
             left -= take
         conn.execute(
@@ -331,6 +377,10 @@ class CreditService:
         entries = [(entry, amount) for entry, amount in entries if amount]
         if not entries:
             return
+        kept = (conn.info.get(TRANSACTION_CACHE) or {}).get("grants")
+        if kept:  # the grants read by _active_grants no longer show what this transaction sees
+            for entry, _ in entries:
+                kept.pop(entry.account_id, None)
         for entry, amount in entries:
             conn.execute(_GIVE_BACK, {"grant": entry.grant_id, "give": amount})
         now = self.clock.now()

@@ -65,7 +65,6 @@ FINISHED = ("succeeded", "failed", "canceled")
 _BY_KEY = select(Job.id, Job.request_hash).where(
     Job.account_id == bindparam("account"), Job.idempotency_key == bindparam("key")
 )
-_JOB_CHARGE = select(Job.status, Job.cost, Job.num_outputs).where(Job.id == bindparam("job"))
 _JOB_SUCCEEDED = (
     update(Job)
     .where(Job.id == bindparam("job"), Job.status.in_(ACTIVE))
@@ -173,19 +172,20 @@ def _finish_job(
     prediction_id: str | None,
 ) -> tuple[Any, list[Any]] | None:
     """The job's asset rows (``assets``: one dict of column values each, with ``output_index``), the settle and
-    the job's ``succeeded`` state in one transaction; the finished job row and its asset rows, or None when the
-    job had already finished."""
+    the job's ``succeeded`` state in one transaction; the finished job (its columns as attributes) and its asset
+    rows, or None when the job had already finished."""
     credits.lock(conn, account_id, verify=False)
-    job = conn.execute(_JOB_CHARGE, {"job": job_id}).first()
-    if job is None or job.status in FINISHED:
-        return None
-    rows = list(conn.execute(_asset_insert(conn.dialect.name), assets))
-    per_output = job.cost // job.num_outputs if job.num_outputs else job.cost
-    credits.settle(conn, job_id, per_output * len(assets), account_locked=True)  # locked above
     finished_job = conn.execute(
         _JOB_SUCCEEDED, {"job": job_id, "started": started_at, "finished": finished_at, "prediction": prediction_id}
-    ).one()
-    return finished_job, sorted(rows, key=lambda a: a.output_index)
+    ).first()
+    if finished_job is None:  # no such job, or it had finished (the update matched nothing)
+        return None
+    rows = list(conn.execute(_asset_insert(conn.dialect.name), assets))
+    job = SimpleNamespace(**finished_job._mapping)
+    used = (job.cost // job.num_outputs if job.num_outputs else job.cost) * len(assets)
+    if credits.settle(conn, job_id, used, account_locked=True):  # locked above
+        job.charge_state, job.charged = "settled", used  # what settle wrote after the row above was read
+    return job, sorted(rows, key=lambda a: a.output_index)
 
 
 def _fail_job(

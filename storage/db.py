@@ -113,6 +113,13 @@ _LENGTH = struct.Struct(">I")
 #: which others shared its transaction.
 BATCH_NUMBER = "showme.batch"
 
+#: ``Connection.info`` key of a dict that lives for one batch transaction run without SAVEPOINTs (and is absent
+#: otherwise): its operations may note there what their transaction already holds, such as an account's row lock,
+#: to skip taking it again. That is sound because such a transaction is all or nothing: when any of its
+#: operations raises, all of it is rolled back and the batch runs again with a SAVEPOINT around each operation
+#: and without this dict (``storage.writer._run_batch``).
+TRANSACTION_CACHE = "showme.transaction"
+
 
 def _send_frame(sock: socket.socket, data: bytes) -> None:
     sock.sendall(_LENGTH.pack(len(data)) + data)

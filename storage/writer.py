@@ -16,12 +16,21 @@ import importlib
 import pickle
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 from sqlalchemy import Connection, create_engine
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from storage.db import _LENGTH, BATCH_NUMBER, Outcome, WriteOp, _send_frame, _sqlite_pragmas
+from storage.db import (
+    _LENGTH,
+    BATCH_NUMBER,
+    TRANSACTION_CACHE,
+    Outcome,
+    WriteOp,
+    _send_frame,
+    _sqlite_pragmas,
+)
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
@@ -38,17 +47,20 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
 def _run_batch(conn: Connection, ops: list[WriteOp]) -> list[Outcome]:
     """Every op in one transaction; raises when the transaction itself fails (then nothing was written).
 
-    First without SAVEPOINTs (two statements an op, a fifth of a job's): when every op succeeds, as in a burst
+    First without SAVEPOINTs (two statements an op, a quarter of a job's): when every op succeeds, as in a burst
     of jobs, that is the whole story. When one raises, the transaction is rolled back and the batch runs again
     with a SAVEPOINT around each op, so only the failing ones are undone. An op may therefore run twice; it
-    must have no effect outside the connection."""
+    must have no effect outside the connection. Only the first run has a ``TRANSACTION_CACHE``."""
     try:
+        conn.info[TRANSACTION_CACHE] = {}
         with conn.begin():
             values = [op(conn) for op in ops]
         return [(value, None) for value in values]
     except Exception as err:
         if len(ops) == 1:
             return [(None, err)]
+    finally:
+        conn.info.pop(TRANSACTION_CACHE, None)
     outcomes: list[Outcome] = []
     with conn.begin():
         for op in ops:
@@ -126,16 +138,35 @@ def serve_sqlite(url: str, echo: bool, sock: socket.socket) -> None:
         engine.dispose()
 
 
+#: A PostgreSQL connection idle longer than this (seconds) goes back to the pool, whose pre-ping checks it (a
+#: transaction and a round trip) before the next batch; batches that follow each other keep it without a check.
+IDLE_CHECK_SECONDS = 1.0
+
+
 def serve_postgresql(url: str, echo: bool, sock: socket.socket) -> None:
     """The same for PostgreSQL: asyncpg on an event loop of our own, one connection, each batch in one
     transaction (``AsyncConnection.run_sync``). The parent puts only one account's operations in a batch."""
     loop = asyncio.new_event_loop()
     engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_pre_ping=True)
+    conn: AsyncConnection | None = None
+    last_used = 0.0
 
     async def run(ops: list[WriteOp], number: int) -> list[Outcome]:
-        async with engine.connect() as conn:
+        # The pool's pre-ping costs three round trips (BEGIN, ";", ROLLBACK), as many as a job's create
+        # writes: a burst's batches reuse the connection instead. One that sat idle is checked again, so a
+        # restarted server or a connection cut while idle costs no batch. A connection lost during a batch
+        # fails that batch (SQLAlchemy invalidates it) and the next one gets a new connection.
+        nonlocal conn, last_used
+        if conn is not None and (conn.invalidated or time.monotonic() - last_used > IDLE_CHECK_SECONDS):
+            await conn.close()
+            conn = None
+        if conn is None:
+            conn = await engine.connect()
+        try:
             outcomes: list[Outcome] = await conn.run_sync(_numbered_batch, ops, number)
             return outcomes
+        finally:
+            last_used = time.monotonic()
 
     try:
         for number, batch in enumerate(_batches(sock), 1):
@@ -144,6 +175,8 @@ def serve_postgresql(url: str, echo: bool, sock: socket.socket) -> None:
                 continue
             _reply(sock, functools.partial(loop.run_until_complete, run(batch, number)))
     finally:
+        if conn is not None:
+            loop.run_until_complete(conn.close())
         loop.run_until_complete(engine.dispose())
         loop.close()
 

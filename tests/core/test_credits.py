@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import functools
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.clock import ManualClock
-from core.credits import Charge
+from core.credits import Charge, CreditService
 from core.errors import InsufficientCredits, InvalidRequest
 from core.generation import GenerationRequest
 from core.services import Services
+from storage.db import BATCH_NUMBER
 from storage.models import CreditGrant, Job, LedgerEntry
 from tests.fakes.replicate import FakeReplicate
 
@@ -232,3 +234,103 @@ async def test_session_quota_pays_first_for_eligible_models(
     late = await services.generation.generate(account, GenerationRequest(prompt="a cat"))
     assert (late.unit, late.charged) == ("credit", 1)
     assert (await services.credits.balance(account)).quotas == []
+
+
+# -- holds in one batch transaction of the writer process ------------------------------------------------------
+
+
+def _count_statement(conn: Connection, *_args: object) -> None:
+    conn.info["test.statements"] += 1
+
+
+def _hold_in_batch(
+    conn: Connection, *, credits: CreditService, account_id: int, job_id: str, amount: int
+) -> tuple[int, list[tuple[int, int]], int]:
+    """What ``_create_job`` does for a job of ``amount`` credits: lock, choose, insert the job, hold. Returns the
+    writer's batch number, the grants taken and how many statements the lock and the choice of grants ran."""
+    if not event.contains(conn, "before_cursor_execute", _count_statement):
+        event.listen(conn, "before_cursor_execute", _count_statement)
+    conn.info["test.statements"] = 0
+    credits.lock(conn, account_id)
+    charge, grants = credits.choose_charge(
+        conn, account_id=account_id, model="flux_schnell", outputs=amount, credits_per_output=1
+    )
+    statements = conn.info["test.statements"]
+    conn.execute(
+        insert(Job).values(
+            id=job_id,
+            account_id=account_id,
+            model="flux_schnell",
+            prompt="p",
+            params={},
+            num_outputs=amount,
+            unit=charge.unit,
+            cost=charge.amount,
+            charge_state="held",
+            idempotency_key=job_id,
+            request_hash="h",
+        )
+    )
+    taken = credits.hold(conn, account_id=account_id, job_id=job_id, charge=charge, grants=grants)
+    return int(conn.info[BATCH_NUMBER]), taken, statements
+
+
+def _release_in_batch(conn: Connection, *, credits: CreditService, account_id: int, job_id: str) -> bool:
+    credits.lock(conn, account_id)
+    return credits.release(conn, job_id, reason="test")
+
+
+def _hold(services: Services, account: int, job: str, amount: int) -> functools.partial[Any]:
+    return functools.partial(
+        _hold_in_batch, credits=services.credits, account_id=account, job_id=job.ljust(32, "0"), amount=amount
+    )
+
+
+async def test_holds_in_one_batch_lock_and_read_the_grants_once(services: Services) -> None:
+    if services.db._writer_url is None:
+        pytest.skip("an in-memory database runs each write alone")
+    account = await _bare_account(services)
+    small = await _grant(services, account, 2, "small", priority=10)
+    big = await _grant(services, account, 10, "big", priority=20)
+    ops = [_hold(services, account, f"h{i}", 1) for i in range(6)]
+    results = await asyncio.gather(*(services.db.run_write(op, account=account) for op in ops))
+    assert len({batch for batch, _, _ in results}) == 1  # one transaction
+    # The first hold locks the account and reads its grants; the others of the transaction run neither
+    # statement, and still burn down in order: what the transaction took is remembered.
+    assert [statements for _, _, statements in results] == [2, 0, 0, 0, 0, 0]
+    assert [taken for _, taken, _ in results] == [[(small, 1)], [(small, 1)]] + [[(big, 1)]] * 4
+    assert (await services.credits.balance(account)).credits == 6
+    assert await services.credits.invariant_violations() == []
+
+
+async def test_a_release_in_the_batch_is_seen_by_the_holds_after_it(services: Services) -> None:
+    account = await _bare_account(services)
+    small = await _grant(services, account, 2, "small", priority=10)
+    big = await _grant(services, account, 10, "big", priority=20)
+    release = functools.partial(
+        _release_in_batch, credits=services.credits, account_id=account, job_id="first".ljust(32, "0")
+    )
+    ops = [_hold(services, account, "first", 2), release, _hold(services, account, "second", 1)]
+    first, released, second = await asyncio.gather(*(services.db.run_write(op, account=account) for op in ops))
+    assert first[1] == [(small, 2)] and released is True
+    assert second[1] == [(small, 1)]  # the released credits are back in the small grant, which burns first
+    assert (await services.credits.balance(account)).credits == 11
+    assert big and await services.credits.invariant_violations() == []
+
+
+async def test_a_refused_hold_in_a_batch_leaves_the_others_exact(services: Services) -> None:
+    """The refusal rolls the batch's transaction back and it runs again with a SAVEPOINT around each op and
+    nothing remembered: every other hold is taken exactly once, from the grants as they really are."""
+    account = await _bare_account(services)
+    small = await _grant(services, account, 2, "small", priority=10)
+    big = await _grant(services, account, 3, "big", priority=20)
+    ops = [_hold(services, account, f"r{i}", amount) for i, amount in enumerate([1, 2, 50, 1])]
+    results = await asyncio.gather(*(services.db.run_write(op, account=account) for op in ops), return_exceptions=True)
+    assert isinstance(results[2], InsufficientCredits)
+    assert [r[1] for r in results if not isinstance(r, BaseException)] == [
+        [(small, 1)],
+        [(small, 1), (big, 1)],
+        [(big, 1)],
+    ]
+    assert (await services.credits.balance(account)).credits == 1
+    assert await services.credits.invariant_violations() == []

@@ -7,11 +7,12 @@ import functools
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, text
 
 from storage import migrate
 from storage.db import BATCH_NUMBER, Database, WriterStopped, create_engine
 from storage.models import Account
+from storage.writer import IDLE_CHECK_SECONDS
 
 
 @pytest.fixture
@@ -107,4 +108,23 @@ async def test_a_killed_writer_process_fails_its_batch_and_the_next_write_starts
         await db.run_write(_add_account("during"))
     assert await db.run_write(_add_account("after")) > 0
     assert db._writer_process is not None and db._writer_process.pid != process.pid
+    assert await _names(db) == {"before", "after"}
+
+
+async def test_on_postgresql_a_connection_cut_while_idle_costs_no_write(db: Database) -> None:
+    """The writer keeps its connection between batches; one that sat idle is checked before the next batch
+    (``storage.writer.IDLE_CHECK_SECONDS``), so a server restart or a dropped connection loses nothing."""
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL's connections only")
+    await db.run_write(_add_account("before"))
+    async with db.engine.connect() as conn:  # what a server restart does to every other session
+        cut = await conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert cut >= 1
+    await asyncio.sleep(IDLE_CHECK_SECONDS + 0.2)
+    assert await db.run_write(_add_account("after")) > 0
     assert await _names(db) == {"before", "after"}
