@@ -139,6 +139,16 @@ _HOLDS = (
     .where(LedgerEntry.op_key == bindparam("op_key"), LedgerEntry.kind == "hold")
     .order_by(LedgerEntry.id)
 )
+# PostgreSQL runs both in one round trip: the update in a data-modifying CTE, the hold entries joined to its one
+# row (or to none when the charge had already left ``held``; a won charge without holds gives a row of NULLs).
+_WON = _WIN_CHARGE.returning(Job.id).cte("won")
+_WIN_CHARGE_WITH_HOLDS = (
+    select(_WON.c.id.label("won"), *_HOLDS.selected_columns)
+    .select_from(
+        _WON.outerjoin(LedgerEntry, and_(LedgerEntry.op_key == bindparam("op_key"), LedgerEntry.kind == "hold"))
+    )
+    .order_by(LedgerEntry.id)
+)
 
 
 class CreditService:
@@ -409,10 +419,13 @@ class CreditService:
         transaction won, None when the charge had already left ``held``."""
         if not account_locked:
             self._lock_job_account(conn, job_id)
-        won = conn.execute(_WIN_CHARGE, {"job": job_id, "state": state, "charged": charged})
-        if won.rowcount != 1:
+        params = {"job": job_id, "state": state, "charged": charged, "op_key": f"job:{job_id}"}
+        if conn.dialect.name == "postgresql":
+            rows = conn.execute(_WIN_CHARGE_WITH_HOLDS, params).all()
+            return [row for row in rows if row.grant_id is not None] if rows else None
+        if conn.execute(_WIN_CHARGE, params).rowcount != 1:
             return None
-        return list(conn.execute(_HOLDS, {"op_key": f"job:{job_id}"}))
+        return list(conn.execute(_HOLDS, params))
 
     def settle(self, conn: Connection, job_id: str, used: int, *, account_locked: bool = False) -> bool:
         """Turn ``used`` units of the job's hold into a spend and release the rest, exactly once.

@@ -334,3 +334,22 @@ async def test_a_refused_hold_in_a_batch_leaves_the_others_exact(services: Servi
     ]
     assert (await services.credits.balance(account)).credits == 1
     assert await services.credits.invariant_violations() == []
+
+
+async def test_a_free_models_jobs_settle_and_release_without_ledger_entries(
+    services: Services, replicate_fake: FakeReplicate
+) -> None:
+    """A price of 0 holds nothing; the job's charge still moves once (the won charge has no hold entries)."""
+    services.settings.models["flux_schnell"].price = 0
+    account = (await services.accounts.create("Acme")).id
+    done = await services.generation.generate(account, GenerationRequest(prompt="a free cat"))
+    failed = await services.generation.generate(account, GenerationRequest(prompt="FAILME free"))
+    assert (done.status, done.charge_state, done.charged) == ("succeeded", "settled", 0)
+    assert (failed.status, failed.charge_state, failed.charged) == ("failed", "released", 0)
+    async with services.db.read() as session:
+        entries = (
+            await session.scalars(select(LedgerEntry.kind).where(LedgerEntry.job_id.in_([done.id, failed.id])))
+        ).all()
+    assert entries == []
+    assert (await services.credits.balance(account)).credits == 10
+    assert await services.credits.invariant_violations() == []
