@@ -160,7 +160,7 @@ class CreditService:
         self.clock = clock
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled into write operations (``Database.run_write`` runs them in the SQLite writer process): the
+        """Pickled into write operations (``Database.run_write`` runs them in the writer process): the
         settings and the clock travel, the database handle stays here. Only the methods taking a
         ``Connection`` work on the copy."""
         return {"settings": self.settings, "clock": self.clock, "db": None}

@@ -19,7 +19,7 @@ class ShowmeError(Exception):
         self.field = field
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle every subclass alike, whatever its ``__init__`` takes (errors raised in the SQLite writer
+        """Pickle every subclass alike, whatever its ``__init__`` takes (errors raised in the writer
         process travel back to the caller pickled)."""
         return _rebuild, (type(self), self.args, self.__dict__)
 

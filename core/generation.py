@@ -90,7 +90,7 @@ _SET_THUMB = (
 
 
 # -- write operations -----------------------------------------------------------------------------------------
-# Module-level functions of a Connection and plain data (``Database.run_write`` runs them in the SQLite writer
+# Module-level functions of a Connection and plain data (``Database.run_write`` runs them in the writer
 # process, so they pickle as ``functools.partial``s of these).
 
 

@@ -102,7 +102,7 @@ class WriterStopped(RuntimeError):
     committed is unknown; the next batch starts a new writer process."""
 
 
-# -- the SQLite writer process --------------------------------------------------------------------------------
+# -- the writer process ---------------------------------------------------------------------------------------
 # Frames on its socket: a 4-byte big-endian length, then a pickle. Parent → writer: a list of operations (one
 # batch); writer → parent: a list of (value, exception) outcomes, one per operation, in order, or a single
 # exception when the batch as a whole failed (nothing of it was written).
