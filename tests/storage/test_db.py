@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -128,3 +129,29 @@ async def test_on_postgresql_a_connection_cut_while_idle_costs_no_write(db: Data
     await asyncio.sleep(IDLE_CHECK_SECONDS + 0.2)
     assert await db.run_write(_add_account("after")) > 0
     assert await _names(db) == {"before", "after"}
+
+
+def _insert_account_slowly(conn: Connection, *, name: str) -> int:
+    time.sleep(0.3)  # keeps its batch in the writer while the test kills it
+    return _insert_account(conn, name=name)
+
+
+async def test_a_writer_killed_with_batches_in_flight_fails_exactly_those_callers(db: Database) -> None:
+    """On PostgreSQL two batches are in flight here (``max_in_flight``); on SQLite one, and the second waits.
+    Every caller gets an answer: ``WriterStopped`` for the batches the dead writer had, a result for the rest,
+    which a new writer runs; and what was reported written is exactly what the database holds."""
+    names = [f"k-{i}" for i in range(12)]
+    calls = [
+        asyncio.ensure_future(db.run_write(functools.partial(_insert_account_slowly, name=name), account=1))
+        for name in names
+    ]
+    await asyncio.sleep(0.15)
+    process = db._writer_process
+    assert process is not None
+    process.kill()
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 30)
+    stopped = [name for name, r in zip(names, results, strict=True) if isinstance(r, WriterStopped)]
+    written = [name for name, r in zip(names, results, strict=True) if isinstance(r, int)]
+    assert len(stopped) + len(written) == len(names)
+    assert len(stopped) == (db.max_batch if db.is_sqlite else len(names))
+    assert await _names(db) == set(written)
