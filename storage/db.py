@@ -322,10 +322,10 @@ class Database:
 
     async def _send_batches(self) -> None:
         """Send the pending operations to the writer process in batches and deliver each batch's outcomes, until
-        no batch is unanswered: on SQLite one batch; on PostgreSQL while operations keep coming, with up to
-        ``max_in_flight`` batches unanswered, so that the writer finds the next batch waiting when it finishes
-        one instead of waiting for this event loop to read the reply and send it (under a burst the loop
-        answers 10-40 ms late)."""
+        no batch is unanswered. On SQLite that is one batch. On PostgreSQL, before each wait for a reply, as
+        many batches go out as are pending, up to ``max_in_flight`` unanswered: under a burst the writer then
+        finds the next batch waiting when it finishes one, instead of waiting for this event loop to read the
+        reply and send it (10-40 ms late when the loop is busy)."""
         limit = 1 if self.is_sqlite else self.max_in_flight
         in_flight: deque[list[asyncio.Future[Any]]] = deque()
 
