@@ -138,7 +138,7 @@ async def seed(env: dict[str, str], assets: int) -> tuple[int, str]:
         account = await s.accounts.create("Bench Stone Co")
         key = await s.accounts.create_api_key(account.id)
         async with s.db.write() as session:
-            await s.credits.grant(session, account_id=account.id, amount=1_000_000, source_ref="bench")
+            await s.credits.grant(session, account_id=account.id, amount=1_000_000, source_ref=f"bench-{account.id}")
         for start in range(0, assets, 1000):
             async with s.db.write() as session:
                 for i in range(start, min(assets, start + 1000)):
@@ -580,7 +580,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="abcd", help="which measurements, e.g. 'ab' (default: all)")
-    parser.add_argument("--database-url", help="an empty PostgreSQL database (default: a fresh SQLite file)")
+    parser.add_argument("--database-url", help="a PostgreSQL database (default: a fresh SQLite file); each run seeds a new account")
     parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
     options = parser.parse_args()
     outcome = asyncio.run(main(options.quick, options.only, options.database_url))
