@@ -57,6 +57,10 @@ class ServerSettings(_Section):
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8080"
     access_log: bool = True
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="the server's event loop: uvloop (libuv) when installed with auto; asyncio's own otherwise",
+    )
     secret_key_file: Path = Field(
         default=Path("data/secret_key"), description="signing key kept here when SHOWME_SECRET_KEY is not set"
     )

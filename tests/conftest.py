@@ -1,5 +1,6 @@
 """Shared fixtures: a database per test (SQLite always, PostgreSQL when SHOWME_TEST_POSTGRES_URL is set),
-the fake Replicate server on https with a test CA, and the real services built from settings."""
+the fake Replicate server on https with a test CA, and the real services built from settings. Async tests run
+on uvloop, the event loop ``showme serve`` runs on (``server.event_loop: auto``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ from tests.fakes.serve import serve
 from tests.fakes.stripe import FakeStripe
 
 POSTGRES_URL = os.environ.get("SHOWME_TEST_POSTGRES_URL")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Every async test and fixture on uvloop (pytest-asyncio >= 1.4; one factory keeps the test names)."""
+    import uvloop
+
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def _pg_admin_url() -> str:

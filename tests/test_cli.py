@@ -307,10 +307,34 @@ async def test_codes_create_redeem_and_orders_list(cli: Cli) -> None:
     assert code == 0 and out.startswith("0 order(s)"), err
 
 
+def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``server.event_loop``: auto and uvloop give uvloop's loop; asyncio asyncio's; without uvloop, auto falls
+    back to asyncio's and uvloop is a configuration error naming the key."""
+    import uvloop
+
+    from core.errors import ConfigError
+    from tools.cli import new_event_loop
+
+    for choice, name in (("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")):
+        loop, made = new_event_loop(choice)
+        try:
+            assert made == name and isinstance(loop, uvloop.Loop) == (name == "uvloop")
+            assert loop.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
+        finally:
+            loop.close()
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    loop, made = new_event_loop("auto")
+    loop.close()
+    assert made == "asyncio" and not isinstance(loop, uvloop.Loop)
+    with pytest.raises(ConfigError) as err:
+        new_event_loop("uvloop")
+    assert err.value.field == "server.event_loop" and "pip install uvloop" in err.value.message
+
+
 async def test_serve_answers_a_tool_call_and_stops_on_sigint(cli: Cli) -> None:
     """``showme serve`` as the README starts it, a process of its own (the other tool tests run the app inside
-    the test's event loop): a tool call gets the stored image, the call's viewer receives it, Ctrl-C (SIGINT)
-    stops it cleanly, and the call was charged once."""
+    the test's event loop), on uvloop (``server.event_loop: auto``): a tool call gets the stored image, the call's
+    viewer receives it, Ctrl-C (SIGINT) stops it cleanly, and the call was charged once."""
     account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
     key = (await cli.json("keys", "create", "--account", account))["key"]
     link = await cli.json("viewer-link", "call_serve_1", "--account", account)
@@ -320,7 +344,7 @@ async def test_serve_answers_a_tool_call_and_stops_on_sigint(cli: Cli) -> None:
     try:
         assert proc.stdout is not None
         banner = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        assert f"serving on {base}" in banner, banner
+        assert f"serving on {base}" in banner and "event loop uvloop" in banner, banner
         async with aiohttp.ClientSession() as http:
 
             async def healthy() -> bool:

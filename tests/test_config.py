@@ -34,6 +34,7 @@ def test_config_path_from_environment(isolated_env: None, monkeypatch: pytest.Mo
     ("text", "words"),
     [
         ("server:\n  port: 0\n", "server.port"),
+        ("server:\n  event_loop: tokio\n", "server.event_loop"),
         ("generation:\n  default_model: dalle\n", "default_model 'dalle' is not in models"),
         ("stripe_secret_key: sk_live\n", "stripe_secret_key: unknown key"),
         ("- a\n- b\n", "mapping of settings"),

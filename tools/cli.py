@@ -285,6 +285,28 @@ async def _tune_garbage_collector(_app: object) -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def new_event_loop(choice: str) -> tuple[asyncio.AbstractEventLoop, str]:
+    """A new event loop for ``server.event_loop`` (``auto``, ``uvloop`` or ``asyncio``) and the name of the one
+    made. ``auto`` takes uvloop when it can be imported. Raises ``ConfigError`` for ``uvloop`` when it is not
+    installed.
+
+    uvloop runs the loop and its socket I/O in C (libuv). Measured with bench/ on this project's 2-core machine
+    (README "Performance"): (a) 0.65 of the bare handler's requests per second instead of 0.59, and (b)'s p99
+    about 20 ms lower on SQLite."""
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError as err:
+            if choice == "uvloop":
+                raise ConfigError(
+                    f"server.event_loop is uvloop, but uvloop cannot be imported ({err}): pip install uvloop",
+                    field="server.event_loop",
+                ) from err
+        else:
+            return uvloop.new_event_loop(), "uvloop"
+    return asyncio.new_event_loop(), "asyncio"
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
@@ -294,11 +316,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port or settings.server.port
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)
     logging.getLogger("tools").setLevel(logging.INFO)
-    print(f"showme serving on http://{host}:{port} (public URL {settings.server.public_url}); Ctrl-C stops", flush=True)
+    loop, loop_name = new_event_loop(settings.server.event_loop)
+    print(
+        f"showme serving on http://{host}:{port} (public URL {settings.server.public_url}, event loop {loop_name}); "
+        "Ctrl-C stops",
+        flush=True,
+    )
     app = create_app(settings)
     app.on_startup.append(_tune_garbage_collector)
-    web.run_app(
+    web.run_app(  # closes the loop when it returns
         app,
+        loop=loop,
         host=host,
         port=port,
         print=None,
