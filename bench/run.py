@@ -4,7 +4,8 @@
     python -m bench.run --quick    # shorter load phases
 
 (a) show_product_image (search + screen push + use record) at 50 connections over a 10,000-asset library,
-    as a ratio to a bare aiohttp JSON handler measured in the same run (wrk, 2 threads).
+    as a ratio to a bare aiohttp JSON handler measured in the same run (wrk, 2 threads): aiohttp as it comes
+    (asyncio's event loop), the reference; and, for comparison, the same handler on uvloop, showme's loop.
 (b) a burst of 100 concurrent generate_image calls against a provider that takes 2 s.
 (c) time-to-screen overhead: viewer receives image_generated − the provider's prediction succeeded.
 (d) 1,000 viewers on one conversation: delay from the tool call to each viewer's receipt.
@@ -455,7 +456,7 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
         sys.exit("bench needs wrk (apt-get install wrk)")
     raise_nofile()
     tmp = Path(tempfile.mkdtemp(prefix="showme-bench-"))
-    ports = {name: free_port() for name in ("fake", "bare", "showme")}
+    ports = {name: free_port() for name in ("fake", "bare", "bare_uvloop", "showme")}
     base, fake = f"http://127.0.0.1:{ports['showme']}", f"http://127.0.0.1:{ports['fake']}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SHOWME_")},
@@ -491,10 +492,12 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
             "-m", "bench.fake_replicate", "--port", str(ports["fake"]), "--duration", "2", "--size", "1024"
         )
         bare_process = start("-m", "bench.bare", "--port", str(ports["bare"]))
+        bare_uvloop_process = start("-m", "bench.bare", "--port", str(ports["bare_uvloop"]), "--loop", "uvloop")
         profile = ["-m", "cProfile", "-o", os.environ["BENCH_CPROFILE"]] if os.environ.get("BENCH_CPROFILE") else []
         server = start(*profile, "-m", "tools.cli", "serve", "--port", str(ports["showme"]))
         print(f"showme pid {server.pid} at {base}, data in {tmp}", flush=True)
-        for url in (f"{fake}/bench/predictions", f"http://127.0.0.1:{ports['bare']}/", f"{base}/healthz"):
+        bare_urls = [f"http://127.0.0.1:{ports[name]}/" for name in ("bare", "bare_uvloop")]
+        for url in (f"{fake}/bench/predictions", *bare_urls, f"{base}/healthz"):
             await wait_http(url)
         queries = [
             f"{c} {m} {p}"
@@ -513,8 +516,12 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
             await warm_searches(base, key, sorted(set(queries)))
             wrk(f"{base}/tools/show_product_image", key, queries, 2)
             # Alternating rounds, so a change in this shared machine's speed hits both sides alike.
-            rounds: dict[str, list[dict[str, float]]] = {"bare": [], "showme": []}
-            targets = (("bare", f"http://127.0.0.1:{ports['bare']}", bare_process.pid), ("showme", base, server.pid))
+            rounds: dict[str, list[dict[str, float]]] = {"bare": [], "bare_uvloop": [], "showme": []}
+            targets = (
+                ("bare", f"http://127.0.0.1:{ports['bare']}", bare_process.pid),
+                ("showme", base, server.pid),
+                ("bare_uvloop", f"http://127.0.0.1:{ports['bare_uvloop']}", bare_uvloop_process.pid),
+            )
             for _ in range(3 if quick else 5):
                 for name, url, pid in targets:
                     cpu_before = cpu_seconds(pid, tree=True)
@@ -528,8 +535,14 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
                         f"{run['cpu_us_per_request']:.0f} µs CPU/request",
                         flush=True,
                     )
-            bare, ours = combine(rounds["bare"]), combine(rounds["showme"])
-            results["a_show_product_image"] = {"bare": bare, "showme": ours, "ratio": ours["rps"] / bare["rps"]}
+            bare, ours, bare_uvloop = combine(rounds["bare"]), combine(rounds["showme"]), combine(rounds["bare_uvloop"])
+            results["a_show_product_image"] = {
+                "bare": bare,
+                "showme": ours,
+                "ratio": ours["rps"] / bare["rps"],
+                "bare_uvloop": bare_uvloop,
+                "ratio_to_bare_uvloop": ours["rps"] / bare_uvloop["rps"],
+            }
             print("a", json.dumps(results["a_show_product_image"]), flush=True)
         if "b" in only:
             pids = {"server": server.pid, "fake provider": fake_process.pid, "bench client": os.getpid()}
@@ -562,7 +575,9 @@ def report(r: dict[str, Any]) -> str:
             f"(a) show_product_image, 50 connections, 10,000 assets: {ours['rps']:.0f} req/s vs bare aiohttp "
             f"{bare['rps']:.0f} req/s -> ratio {a['ratio']:.2f} (target >= 0.5); "
             f"p50 {ours['p50_ms']:.1f} ms, p99 {ours['p99_ms']:.1f} ms (target <= 25); non-2xx {ours['non_2xx']}; "
-            f"server CPU {ours['cpu_us_per_request']:.0f} vs {bare['cpu_us_per_request']:.0f} µs/request",
+            f"server CPU {ours['cpu_us_per_request']:.0f} vs {bare['cpu_us_per_request']:.0f} µs/request; "
+            f"the bare handler on uvloop: {a['bare_uvloop']['rps']:.0f} req/s "
+            f"({a['bare_uvloop']['cpu_us_per_request']:.0f} µs/request), ratio to it {a['ratio_to_bare_uvloop']:.2f}",
             f"(b) 100 concurrent generate_image, provider 2 s: {b['ready']}/{b['calls']} ready, "
             f"p50 {b['p50_s']:.2f} s, p99 {b['p99_s']:.2f} s (target <= 2.2); "
             f"server RSS {b['rss_mb']:.0f} MB, peak {b['peak_rss_mb']:.0f} MB, with its helper processes "
@@ -580,7 +595,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="abcd", help="which measurements, e.g. 'ab' (default: all)")
-    parser.add_argument("--database-url", help="a PostgreSQL database (default: a fresh SQLite file); each run seeds a new account")
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL database (default: a fresh SQLite file); each run seeds a new account"
+    )
     parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
     options = parser.parse_args()
     outcome = asyncio.run(main(options.quick, options.only, options.database_url))
