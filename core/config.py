@@ -50,6 +50,11 @@ class MediaSettings(_Section):
     search_cache_seconds: float = Field(
         default=30, ge=0, description="search results are reused this long unless this process changes the library"
     )
+    search_stale_seconds: float = Field(
+        default=30,
+        ge=0,
+        description="an expired search result is still answered this long after, while a background search renews it",
+    )
 
 
 class ServerSettings(_Section):

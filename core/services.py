@@ -84,7 +84,14 @@ async def open_services(
         await prepare_database(db, settings)
         blobs = LocalBlobStore(settings.media.root)
         credits = CreditService(db, settings.credits, clock)
-        library = Library(db, blobs, settings.media_base_url, clock, cache_seconds=settings.media.search_cache_seconds)
+        library = Library(
+            db,
+            blobs,
+            settings.media_base_url,
+            clock,
+            cache_seconds=settings.media.search_cache_seconds,
+            stale_seconds=settings.media.search_stale_seconds,
+        )
         if provider is None:
             token = secrets.replicate_api_token.get_secret_value() if secrets.replicate_api_token else None
             provider = ReplicateProvider(settings.replicate, token)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 import io
+from typing import Any
 
 import pytest
 from PIL import Image
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 
+from core.library import Library
 from core.services import Services
 from storage.models import Asset, AssetUse
 
@@ -31,6 +34,56 @@ async def test_search_cache_sees_new_assets_at_once(services: Services) -> None:
     )
     assert not created and again.id == asset.id
     assert [h.asset.name for h in await services.library.search(account, "pearl")] == ["Emerald Pearl"]
+
+
+async def test_expired_search_answers_at_once_while_one_background_search_renews_it(services: Services) -> None:
+    """Another process's change (here a second ``Library`` on the same database, as a CLI import is) shows once
+    the cached result expires (after 80-100 % of ``cache_seconds``). Within ``stale_seconds`` after that, searches
+    answer with the old result at once while exactly one background search renews it; past the stale window a
+    search waits for a new one."""
+    now = [1000.0]
+    library = Library(
+        services.db,
+        services.blobs,
+        services.settings.media_base_url,
+        services.clock,
+        cache_seconds=30,
+        stale_seconds=30,
+        monotonic=lambda: now[0],
+    )
+    other = services.library  # its imports do not clear `library`'s cache
+    searches: list[str] = []
+
+    def count_searches(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "assets_fts" in statement or "ts_rank_cd" in statement:
+            searches.append(statement)
+
+    event.listen(services.db.engine.sync_engine, "before_cursor_execute", count_searches)
+    try:
+        account = (await services.accounts.create("Acme")).id
+        await other.import_image(account, _png((0, 90, 40)), name="Emerald Quartz", tags=["quartz"])
+
+        async def names() -> list[str]:
+            return sorted(h.asset.name for h in await library.search(account, "quartz"))
+
+        assert await names() == ["Emerald Quartz"] and len(searches) == 1
+        await other.import_image(account, _png((200, 200, 190)), name="Pearl Quartz", tags=["quartz"])
+        now[0] += 23.9  # before the earliest expiry: cached
+        assert await names() == ["Emerald Quartz"] and len(searches) == 1
+        now[0] += 6.2  # expired, within the stale window
+        answers = [await names() for _ in range(5)]  # no waiting: the old result, one refresh started
+        assert answers == [["Emerald Quartz"]] * 5
+        for _ in range(500):
+            if await names() == ["Emerald Quartz", "Pearl Quartz"]:
+                break
+            await asyncio.sleep(0.01)
+        assert await names() == ["Emerald Quartz", "Pearl Quartz"]
+        assert len(searches) == 2  # one background search for all those calls
+        await other.import_image(account, _png((10, 10, 10)), name="Black Quartz", tags=["quartz"])
+        now[0] += 60.1  # past expiry and stale window: this search waits for a new one
+        assert await names() == ["Black Quartz", "Emerald Quartz", "Pearl Quartz"] and len(searches) == 3
+    finally:
+        event.remove(services.db.engine.sync_engine, "before_cursor_execute", count_searches)
 
 
 async def test_search_ranks_name_and_tags_over_description(services: Services) -> None:
