@@ -8,6 +8,7 @@ the initial migration. Query words are OR-ed with prefix matching, so "black gal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -335,10 +336,7 @@ class Library:
     async def _search_and_cache(self, key: _SearchKey, terms: list[str], background: bool) -> list[SearchHit]:
         account_id, _, limit = key
         generation = self._generations.get(account_id, 0)
-        if background:
-            async with self._refresh_slots:
-                hits = await self._search(account_id, terms, limit)
-        else:
+        async with self._refresh_slots if background else contextlib.nullcontext():
             hits = await self._search(account_id, terms, limit)
         # Not cached when the library changed meanwhile: the result may predate the change.
         if self.cache_seconds > 0 and self._generations.get(account_id, 0) == generation:
