@@ -131,42 +131,30 @@ async def seed(env: dict[str, str], assets: int) -> tuple[int, str]:
     """Create the account, its API key and a library of ``assets`` products (direct inserts, no files)."""
     os.environ.update(env)
     from core.config import load_settings
-    from core.services import open_services
+    from core.library import normalize_tags
+    from tools.services import open_services
 
     settings = load_settings(None)
     rng = random.Random(7)
     async with open_services(settings) as s:
         account = await s.accounts.create("Bench Stone Co")
         key = await s.accounts.create_api_key(account.id)
-        async with s.db.write() as session:
-            await s.credits.grant(session, account_id=account.id, amount=1_000_000, source_ref=f"bench-{account.id}")
+        await s.credits.grant(account_id=account.id, amount=1_000_000, source_ref=f"bench-{account.id}")
         for start in range(0, assets, 1000):
-            async with s.db.write() as session:
-                for i in range(start, min(assets, start + 1000)):
-                    color, material, product = rng.choice(COLORS), rng.choice(MATERIALS), rng.choice(PRODUCTS)
-                    finish = rng.choice(FINISHES)
-                    name = f"{color.title()} {material} {product} #{i}"
-                    digest = f"{i:064x}"
-                    await s.library.add(
-                        session,
-                        account_id=account.id,
-                        kind="image",
-                        blob_key=f"{digest[:2]}/{digest}.webp",
-                        thumb_key=None,
-                        mime="image/webp",
-                        size_bytes=120_000,
-                        width=1024,
-                        height=1024,
-                        sha256=digest,
-                        name=name,
-                        description=f"{finish.title()} {color} {material} {product}",
-                        tags=[material, color, product, finish],
-                        category=material,
-                        folder=None,
-                        favorite=False,
-                        use_count=0,
-                        view_count=0,
-                    )
+            rows = []
+            for i in range(start, min(assets, start + 1000)):
+                color, material, product = rng.choice(COLORS), rng.choice(MATERIALS), rng.choice(PRODUCTS)
+                finish = rng.choice(FINISHES)
+                digest = f"{i:064x}"
+                rows.append({
+                    "account_id": account.id, "kind": "image", "blob_key": f"{digest[:2]}/{digest}.webp",
+                    "thumb_key": None, "mime": "image/webp", "size_bytes": 120_000, "width": 1024, "height": 1024,
+                    "sha256": digest, "name": f"{color.title()} {material} {product} #{i}",
+                    "description": f"{finish.title()} {color} {material} {product}",
+                    "tags": normalize_tags([material, color, product, finish]), "category": material,
+                    "folder": None, "favorite": False, "use_count": 0, "view_count": 0,
+                })  # fmt: skip
+            await s.store.assets.add_many(rows, s.clock.now())
     return account.id, key.key
 
 

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from sqlalchemy import update
 
 from core.accounts import AccountService, AccountView
 from core.billing import Billing, Product
 from core.config import Settings
-from core.credits import Balance
+from core.credits import Balance, CreditService
 from core.errors import (
     Conflict,
     InsufficientCredits,
@@ -30,14 +27,9 @@ from core.errors import (
     ShowmeError,
 )
 from core.generation import GenerationRequest, GenerationService, JobView
+from core.library import Library
 from core.prompts import extract_image_request
-from storage.db import Database
-from storage.models import Account
-
-if TYPE_CHECKING:
-    from core.services import Services
-
-T = TypeVar("T")
+from storage.blobs import LocalBlobStore
 
 
 @dataclass(frozen=True)
@@ -59,12 +51,21 @@ class UserBusy(ShowmeError):
     status = 429
 
 
-class JobQueue:
-    """One running generation per user; later requests wait their turn in order.
+@dataclass(frozen=True)
+class ChatEvent:
+    """One step of a chat request, for the adapter to render: ``kind`` is ``queued`` (behind the user's other
+    pictures), ``started``, ``progress`` (every ``progress_seconds``), ``succeeded``, ``failed`` (the job
+    failed; nothing charged) or ``refused`` (nothing was started: ``error`` says why). ``text`` is the
+    sentence a person reads."""
 
-    ``run(user, work, on_queued)`` calls ``on_queued(position)`` (1 = next) when the user already has a job
-    running, then waits, then runs ``work()``. Raises ``UserBusy`` when ``max_queued`` requests already wait.
-    """
+    kind: str
+    text: str
+    job: JobView | None = None
+    error: ShowmeError | None = None
+
+
+class JobQueue:
+    """One running generation per user; later requests wait their turn in order, at most ``max_queued``."""
 
     def __init__(self, max_queued: int = 3) -> None:
         self.max_queued = max_queued
@@ -76,66 +77,68 @@ class JobQueue:
         lock = self._locks.get(user)
         return self._waiting.get(user, 0) + (1 if lock is not None and lock.locked() else 0)
 
-    async def run(
-        self, user: str, work: Callable[[], Awaitable[T]], on_queued: Callable[[int], Awaitable[Any]] | None = None
-    ) -> T:
+    def enter(self, user: str) -> int:
+        """Join the user's line; the place taken (0: runs now). Call ``wait_turn`` next, then ``leave``.
+
+        Raises:
+            UserBusy: ``max_queued`` requests already wait.
+        """
         lock = self._locks.setdefault(user, asyncio.Lock())
-        if lock.locked():
-            waiting = self._waiting.get(user, 0)
-            if waiting >= self.max_queued:
-                raise UserBusy(f"you already have {waiting + 1} pictures in progress; wait for one to finish first")
-            self._waiting[user] = waiting + 1
-            try:
-                if on_queued is not None:
-                    await on_queued(waiting + 1)
-                await lock.acquire()
-            finally:
-                self._waiting[user] -= 1
-        else:
-            await lock.acquire()
+        if not lock.locked():
+            return 0
+        waiting = self._waiting.get(user, 0)
+        if waiting >= self.max_queued:
+            raise UserBusy(f"you already have {waiting + 1} pictures in progress; wait for one to finish first")
+        self._waiting[user] = waiting + 1
+        return waiting + 1
+
+    async def wait_turn(self, user: str, place: int) -> None:
+        """Wait until the user's earlier requests are done (``place`` from ``enter``)."""
         try:
-            return await work()
+            await self._locks[user].acquire()
         finally:
+            if place:
+                self._waiting[user] -= 1
+
+    def leave(self, user: str, *, had_turn: bool = True) -> None:
+        """Give the turn to the user's next request."""
+        lock = self._locks.get(user)
+        if lock is None:
+            return
+        if had_turn:
             lock.release()
-            if not lock.locked() and not self._waiting.get(user):
-                self._locks.pop(user, None)
-                self._waiting.pop(user, None)
+        if not lock.locked() and not self._waiting.get(user):
+            self._locks.pop(user, None)
+            self._waiting.pop(user, None)
 
 
 class ChatService:
-    """Accounts, preferences and requests of chat users on ``platform`` (``telegram``, ``discord``)."""
+    """What a chat adapter on ``platform`` (``telegram``, ``discord``) calls: its users' accounts, preferences,
+    requests and their progress (``imagine``), and the services behind them (``credits``, ``billing``,
+    ``library``, ``blobs``)."""
 
     def __init__(
         self,
         *,
         platform: str,
-        db: Database,
         settings: Settings,
         accounts: AccountService,
         generation: GenerationService,
         billing: Billing,
+        credits: CreditService,
+        library: Library,
+        blobs: LocalBlobStore,
         max_queued: int = 3,
     ) -> None:
         self.platform = platform
-        self.db = db
+        self.credits = credits
+        self.library = library
+        self.blobs = blobs
         self.settings = settings
         self.accounts = accounts
         self.generation = generation
         self.billing = billing
         self.queue = JobQueue(max_queued)
-
-    @classmethod
-    def for_platform(cls, services: Services, platform: str, max_queued: int) -> ChatService:
-        """The chat service of one adapter (``telegram``, ``discord``), built from the process's services."""
-        return cls(
-            platform=platform,
-            db=services.db,
-            settings=services.settings,
-            accounts=services.accounts,
-            generation=services.generation,
-            billing=services.billing,
-            max_queued=max_queued,
-        )
 
     async def account(self, user_id: int | str, name: str) -> tuple[AccountView, bool]:
         """The account of a chat user (identity ``<platform>:<user id>``), created with starter credits on first
@@ -143,31 +146,22 @@ class ChatService:
         return await self.accounts.for_identity(self.platform, str(user_id), name=name or f"{self.platform} user")
 
     async def preferences(self, account_id: int) -> ChatPreferences:
-        async with self.db.read() as session:
-            account = await session.get(Account, account_id)
-        if account is None:
-            raise NotFound(f"account {account_id} does not exist")
-        stored = (account.preferences or {}).get("chat", {})
+        """The chat user's defaults. Raises ``NotFound`` for an unknown account."""
+        stored = await self.accounts.preferences(account_id, "chat")
         return ChatPreferences(**{k: stored.get(k) for k in PREFERENCE_KEYS})
 
     async def set_preference(self, account_id: int, key: str, value: str | None) -> ChatPreferences:
-        """Set one of ``model``, ``style``, ``aspect_ratio`` (None resets it). Raises ``InvalidRequest`` naming
-        the field for an unknown key or value."""
+        """Set one of ``model``, ``style``, ``aspect_ratio`` (None resets it).
+
+        Raises:
+            InvalidRequest: an unknown key or value (names the field).
+        """
         choices = self.choices()
         if key not in choices:
             raise InvalidRequest(f"{key} is not a setting; settings are {', '.join(PREFERENCE_KEYS)}", field=key)
         if value is not None and value not in choices[key]:
             raise InvalidRequest(f"{key} must be one of {', '.join(choices[key])}", field=key)
-        async with self.db.write() as session:
-            # Row lock: two settings tapped at once must not overwrite each other's change (read-modify-write).
-            account = await session.get(Account, account_id, with_for_update=True)
-            if account is None:
-                raise NotFound(f"account {account_id} does not exist")
-            preferences = dict(account.preferences or {})
-            chat = dict(preferences.get("chat", {}))
-            chat[key] = value
-            preferences["chat"] = chat
-            await session.execute(update(Account).where(Account.id == account_id).values(preferences=preferences))
+        await self.accounts.update_preferences(account_id, "chat", {key: value})
         return await self.preferences(account_id)
 
     def choices(self) -> dict[str, list[str]]:
@@ -215,6 +209,69 @@ class ChatService:
             style=found.style,
             aspect_ratio=found.aspect_ratio,
         )
+
+    async def request_for_text(
+        self, account_id: int, text: str, *, idempotency_key: str | None, literal: bool
+    ) -> GenerationRequest | None:
+        """The request a chat message makes with the user's preferences: a picture request found in ``text``
+        ("draw a red fox, 16:9"), else, when ``literal``, ``text`` itself as the prompt; None otherwise."""
+        preferences = await self.preferences(account_id)
+        found = self.request_from_message(text, preferences, idempotency_key=idempotency_key)
+        if found is None and literal:
+            return self.request(text, preferences, idempotency_key=idempotency_key)
+        return found
+
+    async def again(
+        self, account_id: int, job: JobView, *, style: str | None = None, idempotency_key: str | None = None
+    ) -> GenerationRequest:
+        """The request for "another one like this": the job's prompt, model, style (or ``style``) and aspect
+        ratio with a new seed."""
+        return self.request(
+            job.prompt, await self.preferences(account_id), model=job.model, style=style or job.style,
+            aspect_ratio=job.aspect_ratio, new_seed=True, idempotency_key=idempotency_key,
+        )  # fmt: skip
+
+    async def imagine(
+        self, user: str, account_id: int, request: GenerationRequest, *, progress_seconds: float
+    ) -> AsyncIterator[ChatEvent]:
+        """Run one chat request in the user's line: ``queued`` (when behind another), then ``started``,
+        ``progress`` every ``progress_seconds``, and ``succeeded`` or ``failed``; or ``refused`` when nothing
+        was started (a full line, no credits, a refused prompt…)."""
+        try:
+            place = self.queue.enter(user)
+        except UserBusy as err:
+            yield ChatEvent("refused", self.error_text(err), error=err)
+            return
+        had_turn = False
+        try:
+            if place:
+                yield ChatEvent("queued", f"⏳ Queued: your picture is number {place} in line.")
+            await self.queue.wait_turn(user, place)
+            had_turn = True
+            async for event in self._follow(account_id, request, progress_seconds):
+                yield event
+        finally:
+            self.queue.leave(user, had_turn=had_turn)
+
+    async def _follow(
+        self, account_id: int, request: GenerationRequest, progress_seconds: float
+    ) -> AsyncIterator[ChatEvent]:
+        try:
+            job = await self.generation.submit(account_id, request)
+        except ShowmeError as err:
+            yield ChatEvent("refused", self.error_text(err), error=err)
+            return
+        yield ChatEvent("started", f"🎨 Making your picture with {job.model}…", job)
+        started = asyncio.get_running_loop().time()
+        while not job.done:
+            job = await self.generation.wait(job.id, timeout=progress_seconds)
+            if not job.done:
+                seconds = int(asyncio.get_running_loop().time() - started)
+                yield ChatEvent("progress", f"🎨 Making your picture with {job.model}… {seconds} s", job)
+        if job.status == "succeeded" and job.assets:
+            yield ChatEvent("succeeded", job.prompt, job)
+        else:
+            yield ChatEvent("failed", self.job_failed_text(job), job)
 
     def model_price(self, model: str | None) -> int:
         return self.settings.models[model or self.settings.generation.default_model].price

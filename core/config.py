@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -25,22 +22,37 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.catalog_settings import (
+    ASPECT_RATIO_PATTERN,
+    ZERO_DECIMAL_CURRENCIES,
+    ModelSpec,
+    PackSpec,
+    PlanSpec,
+    Section,
+    default_models,
+    default_packs,
+    default_plans,
+    default_styles,
+)
 from core.errors import ConfigError
 
-ASPECT_RATIO_PATTERN = r"^\d{1,2}:\d{1,2}$"
+__all__ = [
+    "ASPECT_RATIO_PATTERN", "ZERO_DECIMAL_CURRENCIES", "ModelSpec", "PackSpec", "PlanSpec", "Secrets", "Settings",
+    "load_secrets", "load_settings",
+]  # fmt: skip
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DatabaseSettings(_Section):
+class DatabaseSettings(Section):
     url: str = "sqlite+aiosqlite:///data/showme.db"
     echo: bool = False
     auto_upgrade: bool = True
+    writer_process: bool = Field(
+        default=True,
+        description="Batch job and credit writes in a writer process (group commit) instead of this process",
+    )
 
 
-class MediaSettings(_Section):
+class MediaSettings(Section):
     backend: Literal["local"] = "local"
     root: Path = Path("data/media")
     public_base_url: str | None = Field(
@@ -57,7 +69,7 @@ class MediaSettings(_Section):
     )
 
 
-class ServerSettings(_Section):
+class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8080"
@@ -78,7 +90,7 @@ class ServerSettings(_Section):
         return value.rstrip("/")
 
 
-class CreditSettings(_Section):
+class CreditSettings(Section):
     starter_credits: int = Field(default=10, ge=0)
     starter_priority: int = Field(default=50, description="lower burns first")
     paid_priority: int = 100
@@ -86,7 +98,7 @@ class CreditSettings(_Section):
     session_priority: int = 10
 
 
-class ReplicateSettings(_Section):
+class ReplicateSettings(Section):
     wait_seconds: int = Field(default=60, ge=1, le=60, description="Prefer: wait=N on create")
     poll_interval_seconds: float = Field(default=0.5, gt=0, le=0.5)
     timeout_seconds: float = Field(default=60, gt=0, description="cancel a prediction after this long")
@@ -97,7 +109,7 @@ class ReplicateSettings(_Section):
     max_connections: int = Field(default=256, ge=8, description="HTTP connections to Replicate (sync waits hold one)")
 
 
-class GenerationSettings(_Section):
+class GenerationSettings(Section):
     default_model: str = "flux_schnell"
     max_concurrent_jobs: int = Field(default=128, ge=1, le=1024)
     download_attempts: int = Field(default=3, ge=1, le=10)
@@ -112,36 +124,7 @@ class GenerationSettings(_Section):
     )
 
 
-class ModelSpec(_Section):
-    ref: str = Field(description="owner/name (official model) or owner/name:version")
-    price: int = Field(ge=0, description="credits per output")
-    family: Literal["flux", "flux_pro", "sdxl"]
-    aspect_ratios: list[str]
-    max_outputs: int = Field(default=4, ge=1, le=4)
-    description: str = ""
-
-    @field_validator("ref")
-    @classmethod
-    def _ref(cls, value: str) -> str:
-        owner_name = value.split(":", 1)[0]
-        if owner_name.count("/") != 1 or not all(owner_name.split("/")):
-            raise ValueError("must look like owner/name or owner/name:version")
-        return value
-
-    @field_validator("aspect_ratios")
-    @classmethod
-    def _ratios(cls, value: list[str]) -> list[str]:
-        import re
-
-        for ratio in value:
-            if not re.fullmatch(ASPECT_RATIO_PATTERN, ratio):
-                raise ValueError(f"{ratio!r} is not an aspect ratio like 16:9")
-        if not value:
-            raise ValueError("needs at least one aspect ratio")
-        return value
-
-
-class ToolSettings(_Section):
+class ToolSettings(Section):
     max_wait_seconds: float = Field(default=8, ge=0, le=120, description="generate_image answers by then")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger tool/API bodies get 413")
     upload_max_bytes: int = Field(default=20 * 1_048_576, ge=1024, description="library uploads")
@@ -151,7 +134,7 @@ class ToolSettings(_Section):
     verify_vapi_signature: bool = Field(default=False, description="requires VAPI_WEBHOOK_SECRET")
 
 
-class ViewerSettings(_Section):
+class ViewerSettings(Section):
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60, description="lifetime of viewer links")
     send_timeout_seconds: float = Field(default=5, gt=0, description="a viewer slower than this is dropped")
     queue_size: int = Field(default=256, ge=8, description="events buffered per viewer before dropping it")
@@ -159,74 +142,14 @@ class ViewerSettings(_Section):
     history_limit: int = Field(default=50, ge=0, le=500)
 
 
-class ElevenLabsSettings(_Section):
+class ElevenLabsSettings(Section):
     generate_from_transcripts: bool = Field(
         default=False, description="post-call: generate pictures the agent promised but never showed"
     )
     signature_tolerance_seconds: int = Field(default=1800, ge=1)
 
 
-# ISO 4217 currencies Stripe charges without a minor unit (https://docs.stripe.com/currencies#zero-decimal).
-ZERO_DECIMAL_CURRENCIES = frozenset(
-    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
-)
-
-
-class _Priced(_Section):
-    name: str = Field(min_length=1, max_length=100)
-    price: Decimal = Field(gt=0, description="in the currency's main unit, e.g. 9.99 (write it as a string)")
-    currency: str = Field(pattern=r"^[a-z]{3}$", description="ISO 4217, lower case, e.g. usd, inr")
-
-    @property
-    def unit_amount(self) -> int:
-        """The price in the currency's smallest unit (cents, paise), as Stripe's ``unit_amount`` wants it."""
-        exponent = 0 if self.currency in ZERO_DECIMAL_CURRENCIES else 2
-        return int(self.price.scaleb(exponent))
-
-    @model_validator(mode="after")
-    def _whole_minor_units(self) -> _Priced:
-        exponent = 0 if self.currency in ZERO_DECIMAL_CURRENCIES else 2
-        if self.price.scaleb(exponent) != self.price.scaleb(exponent).to_integral_value():
-            raise ValueError(f"price {self.price} {self.currency} is not a whole number of the smallest unit")
-        return self
-
-
-class PackSpec(_Priced):
-    """A credit pack: ``credits`` that never expire, for ``price`` ``currency``."""
-
-    credits: int = Field(gt=0)
-    currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
-
-
-class PlanSpec(_Priced):
-    """An hourly session plan: ``images`` and ``videos`` usable for ``duration_minutes`` after activation, on
-    ``models`` only."""
-
-    images: int = Field(ge=0)
-    videos: int = Field(ge=0)
-    duration_minutes: int = Field(default=60, ge=1, le=60 * 24 * 31)
-    models: list[str] = Field(default_factory=lambda: ["flux_schnell", "sdxl"], min_length=1)
-    currency: str = Field(default="inr", pattern=r"^[a-z]{3}$")
-
-
-def _default_packs() -> dict[str, PackSpec]:
-    return {
-        "starter": PackSpec(name="Starter", credits=50, price=Decimal("9.99"), currency="usd"),
-        "creator": PackSpec(name="Creator", credits=200, price=Decimal("29.99"), currency="usd"),
-        "professional": PackSpec(name="Professional", credits=500, price=Decimal("59.99"), currency="usd"),
-        "enterprise": PackSpec(name="Enterprise", credits=1500, price=Decimal("149.99"), currency="usd"),
-    }
-
-
-def _default_plans() -> dict[str, PlanSpec]:
-    return {
-        "flash_lite": PlanSpec(name="Flash Lite", price=Decimal("50"), currency="inr", images=3, videos=0),
-        "flash": PlanSpec(name="Flash", price=Decimal("100"), currency="inr", images=8, videos=1),
-        "pro": PlanSpec(name="Pro", price=Decimal("200"), currency="inr", images=15, videos=3),
-    }
-
-
-class StripeSettings(_Section):
+class StripeSettings(Section):
     api_base: str = Field(default="https://api.stripe.com", description="point tests and staging elsewhere")
     success_url: str | None = Field(
         default=None, description="default: server.public_url + /checkout/success?session_id={CHECKOUT_SESSION_ID}"
@@ -237,7 +160,7 @@ class StripeSettings(_Section):
     request_timeout_seconds: float = Field(default=30, gt=0)
 
 
-class TelegramSettings(_Section):
+class TelegramSettings(Section):
     api_base_url: str = Field(
         default="https://api.telegram.org/bot", description="Bot API base; the token is appended (self-hosted, tests)"
     )
@@ -252,7 +175,7 @@ class TelegramSettings(_Section):
     )
 
 
-class DiscordSettings(_Section):
+class DiscordSettings(Section):
     api_base_url: str = Field(default="https://discord.com/api/v10", description="REST base (tests point it elsewhere)")
     gateway_url: str = Field(default="wss://gateway.discord.gg/", description="gateway WebSocket (tests: a fake)")
     guild_ids: list[int] = Field(
@@ -262,53 +185,9 @@ class DiscordSettings(_Section):
     progress_seconds: float = Field(default=3, ge=1)
 
 
-class PromptSettings(_Section):
+class PromptSettings(Section):
     blocked_terms: list[str] = Field(default_factory=list)
     max_length: int = Field(default=1000, ge=10, le=10000)
-
-
-def _default_models() -> dict[str, ModelSpec]:
-    flux_ratios = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
-    return {
-        "flux_schnell": ModelSpec(
-            ref="black-forest-labs/flux-schnell",
-            price=1,
-            family="flux",
-            aspect_ratios=flux_ratios,
-            description="FLUX.1 [schnell]: fastest, good for live calls",
-        ),
-        "flux_dev": ModelSpec(
-            ref="black-forest-labs/flux-dev",
-            price=2,
-            family="flux",
-            aspect_ratios=flux_ratios,
-            description="FLUX.1 [dev]: higher quality, slower",
-        ),
-        "flux_pro": ModelSpec(
-            ref="black-forest-labs/flux-1.1-pro",
-            price=5,
-            family="flux_pro",
-            max_outputs=1,
-            aspect_ratios=["1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3"],
-            description="FLUX 1.1 [pro]: best quality, one image per request",
-        ),
-        "sdxl": ModelSpec(
-            ref="stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc",
-            price=1,
-            family="sdxl",
-            aspect_ratios=["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"],
-            description="Stable Diffusion XL",
-        ),
-    }
-
-
-def _default_styles() -> dict[str, str]:
-    return {
-        "photorealistic": "photorealistic, natural lighting, high detail, sharp focus, 35mm photograph",
-        "artistic": "artistic illustration, painterly, expressive brush strokes, rich colors",
-        "sketch": "pencil sketch, hand-drawn, graphite linework, white paper",
-        "modern": "modern, clean minimalist design, contemporary, soft even lighting",
-    }
 
 
 class Settings(BaseSettings):
@@ -324,15 +203,15 @@ class Settings(BaseSettings):
     credits: CreditSettings = Field(default_factory=CreditSettings)
     replicate: ReplicateSettings = Field(default_factory=ReplicateSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
-    models: dict[str, ModelSpec] = Field(default_factory=_default_models)
-    styles: dict[str, str] = Field(default_factory=_default_styles)
+    models: dict[str, ModelSpec] = Field(default_factory=default_models)
+    styles: dict[str, str] = Field(default_factory=default_styles)
     aspect_ratios: list[str] = Field(default_factory=lambda: ["1:1", "16:9", "9:16", "4:3"])
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     tools: ToolSettings = Field(default_factory=ToolSettings)
     viewers: ViewerSettings = Field(default_factory=ViewerSettings)
     elevenlabs: ElevenLabsSettings = Field(default_factory=ElevenLabsSettings)
-    packs: dict[str, PackSpec] = Field(default_factory=_default_packs)
-    plans: dict[str, PlanSpec] = Field(default_factory=_default_plans)
+    packs: dict[str, PackSpec] = Field(default_factory=default_packs)
+    plans: dict[str, PlanSpec] = Field(default_factory=default_plans)
     stripe: StripeSettings = Field(default_factory=StripeSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)

@@ -5,13 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from core.events import LocalEventHub, channel
 from core.generation import JobView
 from core.library import AssetView, Library
-from storage.db import Database
-from storage.models import Asset, AssetUse, Job
+from storage.repositories.assets import AssetRepository
+from storage.repositories.jobs import JobRepository
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -66,9 +64,10 @@ def library_event(asset: AssetView, conversation_id: str, query: str, at: dateti
 class Gallery:
     """Publishes job and library events to a conversation's viewers and rebuilds its history."""
 
-    def __init__(self, hub: LocalEventHub, db: Database, library: Library) -> None:
+    def __init__(self, hub: LocalEventHub, jobs: JobRepository, assets: AssetRepository, library: Library) -> None:
         self.hub = hub
-        self.db = db
+        self.jobs = jobs
+        self.assets = assets
         self.library = library
 
     def on_job(self, event_type: str, job: JobView) -> None:
@@ -89,29 +88,8 @@ class Gallery:
     async def history(self, account_id: int, conversation_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """The conversation's images so far (generated and shown from the library), oldest first, at most
         ``limit`` (the newest ones)."""
-        async with self.db.read() as session:
-            generated = (
-                await session.execute(
-                    select(Asset, Job)
-                    .join(Job, Job.id == Asset.job_id)
-                    .where(Job.account_id == account_id, Job.conversation_id == conversation_id)
-                    .order_by(Job.finished_at.desc())
-                    .limit(limit)
-                )
-            ).all()
-            shown = (
-                await session.execute(
-                    select(Asset, AssetUse)
-                    .join(AssetUse, AssetUse.asset_id == Asset.id)
-                    .where(
-                        AssetUse.account_id == account_id,
-                        AssetUse.conversation_id == conversation_id,
-                        AssetUse.kind == "agent",
-                    )
-                    .order_by(AssetUse.created_at.desc())
-                    .limit(limit)
-                )
-            ).all()
+        generated = await self.jobs.conversation_images(account_id, conversation_id, limit)
+        shown = await self.assets.conversation_uses(account_id, conversation_id, limit)
         items: list[tuple[datetime, dict[str, Any]]] = []
         for asset, job in generated:
             view = self.library.view(asset)
@@ -130,8 +108,7 @@ class Gallery:
                     },
                 )
             )
-        for asset, use in shown:
-            view = self.library.view(asset)
-            items.append((use.created_at, library_event(view, conversation_id, "", use.created_at)))
+        for asset, at in shown:
+            items.append((at, library_event(self.library.view(asset), conversation_id, "", at)))
         items.sort(key=lambda pair: pair[0])
         return [event for _, event in items[-limit:]] if limit else []

@@ -13,9 +13,9 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from core.clock import Clock
 from core.config import Settings
@@ -26,7 +26,6 @@ from core.library import Library, UseRecorder
 from core.viewers import check_conversation_id
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-FORMATS = ("openai", "openai-responses", "elevenlabs", "vapi", "retell", "mcp")
 
 
 class UnknownTool(NotFound):
@@ -71,6 +70,23 @@ class ToolResult:
 
 Handler = Callable[[ToolCall, BaseModel], Awaitable[ToolResult]]
 
+_PYTHON_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+def _field(param: Param) -> tuple[Any, Any]:
+    """The pydantic field of a parameter: its type (a ``Literal`` of its ``enum``), bounds and length; a
+    required string must not be empty."""
+    annotation: Any = Literal[param.enum] if param.enum else _PYTHON_TYPES[param.type]  # type: ignore[valid-type]
+    min_length = 1 if param.required and param.type == "string" else None
+    info = Field(
+        default=... if param.required else None,
+        ge=param.minimum,
+        le=param.maximum,
+        max_length=param.max_length,
+        min_length=min_length,
+    )
+    return (annotation if param.required else annotation | None), info
+
 
 @dataclass
 class Tool:
@@ -85,11 +101,7 @@ class Tool:
     def __post_init__(self) -> None:
         if not TOOL_NAME.fullmatch(self.name):
             raise ValueError(f"tool name {self.name!r} does not match {TOOL_NAME.pattern}")
-        py = {"string": str, "integer": int, "number": float, "boolean": bool}
-        fields: dict[str, Any] = {}
-        for p in self.params:
-            annotation: Any = py[p.type] if p.required else py[p.type] | None
-            fields[p.name] = (annotation, ... if p.required else None)
+        fields = {p.name: _field(p) for p in self.params}
         self.model = create_model(  # type: ignore[call-overload]
             f"{self.name}_arguments", __config__=ConfigDict(extra="ignore", str_strip_whitespace=True), **fields
         )
@@ -107,22 +119,9 @@ class Tool:
         if not isinstance(arguments, dict):
             raise InvalidRequest("arguments must be a JSON object", field="arguments")
         try:
-            parsed = self.model.model_validate(arguments)
+            return self.model.model_validate(arguments)
         except ValidationError as err:
             raise invalid_from_validation(err) from err
-        for p in self.params:
-            value = getattr(parsed, p.name)
-            if value is None:
-                continue
-            if p.enum and value not in p.enum:
-                raise InvalidRequest(f"{p.name} must be one of {', '.join(p.enum)}", field=p.name)
-            if (p.minimum is not None and value < p.minimum) or (p.maximum is not None and value > p.maximum):
-                raise InvalidRequest(f"{p.name} must be between {p.minimum} and {p.maximum}", field=p.name)
-            if p.max_length is not None and len(value) > p.max_length:
-                raise InvalidRequest(f"{p.name} must be at most {p.max_length} characters", field=p.name)
-            if p.required and p.type == "string" and not value:
-                raise InvalidRequest(f"{p.name} must not be empty", field=p.name)
-        return parsed
 
     # -- schemas -------------------------------------------------------------------------------------
 
@@ -154,6 +153,84 @@ class Tool:
         return schema
 
 
+CONVERSATION_ID = Param(
+    "conversation_id",
+    "string",
+    "Id of the current call or conversation, so the image shows on that call's screen.",
+    dynamic_variable="system__conversation_id",
+)
+
+
+def generate_image_tool(settings: Settings, handler: Handler) -> Tool:
+    """``generate_image``: a new picture on the caller's screen."""
+    return Tool(
+        name="generate_image",
+        title="Generate image",
+        description=(
+            "Create a new picture and show it on the caller's screen right away. Use it whenever the caller "
+            "asks to see something or you offer to show something that is not a specific catalog product. "
+            "Describe the subject concretely (materials, colors, setting). The answer says whether the image "
+            "is already on screen or still being made; either way tell the caller it is coming."
+        ),
+        params=[
+            Param(
+                "prompt",
+                "string",
+                "What to show, e.g. 'black galaxy granite countertops in a modern white kitchen'.",
+                required=True,
+                max_length=settings.prompts.max_length,
+            ),
+            Param("style", "string", "Optional look of the picture.", enum=tuple(settings.styles)),
+            Param(
+                "aspect_ratio",
+                "string",
+                "Optional shape: 16:9 wide, 9:16 tall, 1:1 square, 4:3.",
+                enum=tuple(settings.aspect_ratios),
+            ),
+            Param(
+                "model",
+                "string",
+                "Optional image model; leave empty for the default.",
+                enum=tuple(settings.models),
+            ),
+            Param(
+                "num_outputs",
+                "integer",
+                "How many variations to show (1-4, each costs credits).",
+                minimum=1,
+                maximum=4,
+            ),
+            CONVERSATION_ID,
+        ],
+        handler=handler,
+    )
+
+
+def show_product_image_tool(handler: Handler) -> Tool:
+    """``show_product_image``: the best match from the business's media library."""
+    return Tool(
+        name="show_product_image",
+        title="Show product image",
+        description=(
+            "Show the caller a photo of one of the business's own products from its media library "
+            "(for example a granite color, a cabinet finish, a model of sofa). Use it before generating "
+            "when the caller names a specific product. Answers with the product shown, or that nothing "
+            "matched."
+        ),
+        params=[
+            Param(
+                "query",
+                "string",
+                "Product name or description to look for, e.g. 'black galaxy granite'.",
+                required=True,
+                max_length=500,
+            ),
+            CONVERSATION_ID,
+        ],
+        handler=handler,
+    )
+
+
 class ToolRegistry:
     """``generate_image`` and ``show_product_image``, and their export for every platform."""
 
@@ -172,78 +249,13 @@ class ToolRegistry:
         self.gallery = gallery
         self.uses = uses
         self.clock = clock
-        conversation = Param(
-            "conversation_id",
-            "string",
-            "Id of the current call or conversation, so the image shows on that call's screen.",
-            dynamic_variable="system__conversation_id",
-        )
-        self.tools: dict[str, Tool] = {}
-        for tool in (
-            Tool(
-                name="generate_image",
-                title="Generate image",
-                description=(
-                    "Create a new picture and show it on the caller's screen right away. Use it whenever the caller "
-                    "asks to see something or you offer to show something that is not a specific catalog product. "
-                    "Describe the subject concretely (materials, colors, setting). The answer says whether the image "
-                    "is already on screen or still being made; either way tell the caller it is coming."
-                ),
-                params=[
-                    Param(
-                        "prompt",
-                        "string",
-                        "What to show, e.g. 'black galaxy granite countertops in a modern white kitchen'.",
-                        required=True,
-                        max_length=settings.prompts.max_length,
-                    ),
-                    Param("style", "string", "Optional look of the picture.", enum=tuple(settings.styles)),
-                    Param(
-                        "aspect_ratio",
-                        "string",
-                        "Optional shape: 16:9 wide, 9:16 tall, 1:1 square, 4:3.",
-                        enum=tuple(settings.aspect_ratios),
-                    ),
-                    Param(
-                        "model",
-                        "string",
-                        "Optional image model; leave empty for the default.",
-                        enum=tuple(settings.models),
-                    ),
-                    Param(
-                        "num_outputs",
-                        "integer",
-                        "How many variations to show (1-4, each costs credits).",
-                        minimum=1,
-                        maximum=4,
-                    ),
-                    conversation,
-                ],
-                handler=self._generate_image,
-            ),
-            Tool(
-                name="show_product_image",
-                title="Show product image",
-                description=(
-                    "Show the caller a photo of one of the business's own products from its media library "
-                    "(for example a granite color, a cabinet finish, a model of sofa). Use it before generating "
-                    "when the caller names a specific product. Answers with the product shown, or that nothing "
-                    "matched."
-                ),
-                params=[
-                    Param(
-                        "query",
-                        "string",
-                        "Product name or description to look for, e.g. 'black galaxy granite'.",
-                        required=True,
-                        max_length=500,
-                    ),
-                    conversation,
-                ],
-                handler=self._show_product_image,
-            ),
-        ):
-            self.tools[tool.name] = tool
+        self.tools: dict[str, Tool] = {
+            tool.name: tool
+            for tool in (
+                generate_image_tool(settings, self._generate_image),
+                show_product_image_tool(self._show_product_image),
+            )
+        }
 
     def get(self, name: str) -> Tool:
         tool = self.tools.get(name)
@@ -353,106 +365,3 @@ class ToolRegistry:
             mime=asset.mime,
             title=asset.name,
         )
-
-    # -- export --------------------------------------------------------------------------------------
-
-    def export(self, fmt: str, base_url: str, api_key: str | None = None) -> Any:
-        """Tool definitions for platform ``fmt`` (one of ``FORMATS``), pointing at ``base_url``.
-
-        ``api_key`` is written into the auth headers; without it a placeholder stands there.
-        Raises ``InvalidRequest`` (field ``format``) for an unknown format."""
-        base = base_url.rstrip("/")
-        auth = f"Bearer {api_key or '<SHOWME_API_KEY>'}"
-        tools = list(self.tools.values())
-        if fmt == "openai":
-            return [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.json_schema(strict=True),
-                        "strict": True,
-                    },
-                }
-                for t in tools
-            ]
-        if fmt == "openai-responses":
-            return [
-                {
-                    "type": "function",
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.json_schema(strict=True),
-                    "strict": True,
-                }
-                for t in tools
-            ]
-        if fmt == "elevenlabs":
-            return [self._elevenlabs(t, base, auth) for t in tools]
-        if fmt == "vapi":
-            return [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.json_schema(llm_only=True),
-                    },
-                    "server": {"url": f"{base}/tools/vapi", "headers": {"Authorization": auth}, "timeoutSeconds": 20},
-                    "messages": [{"type": "request-start", "content": "One moment, I'm putting that on your screen."}],
-                }
-                for t in tools
-            ]
-        if fmt == "retell":
-            return [
-                {
-                    "type": "custom",
-                    "name": t.name,
-                    "description": t.description,
-                    "url": f"{base}/tools/retell",
-                    "headers": {"Authorization": auth},
-                    "parameters": t.json_schema(llm_only=True),
-                    "speak_during_execution": True,
-                    "speak_after_execution": True,
-                    "execution_message_description": "One moment, I'm putting that on your screen.",
-                    "timeout_ms": 20000,
-                }
-                for t in tools
-            ]
-        if fmt == "mcp":
-            return {
-                "tools": [
-                    {"name": t.name, "title": t.title, "description": t.description, "inputSchema": t.json_schema()}
-                    for t in tools
-                ]
-            }
-        raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}", field="format")
-
-    def _elevenlabs(self, tool: Tool, base: str, auth: str) -> dict[str, Any]:
-        properties: dict[str, Any] = {}
-        for p in tool.params:
-            prop: dict[str, Any] = {"type": p.type}
-            if p.dynamic_variable:
-                prop["dynamic_variable"] = p.dynamic_variable
-            else:
-                prop["description"] = p.description
-                if p.enum:
-                    prop["enum"] = list(p.enum)
-            properties[p.name] = prop
-        return {
-            "type": "webhook",
-            "name": tool.name,
-            "description": tool.description,
-            "response_timeout_secs": 20,
-            "api_schema": {
-                "url": f"{base}/tools/{tool.name}",
-                "method": "POST",
-                "request_headers": {"Authorization": auth},
-                "request_body_schema": {
-                    "type": "object",
-                    "properties": properties,
-                    "required": [p.name for p in tool.params if p.required],
-                },
-            },
-        }

@@ -12,12 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from core.generation import GenerationRequest, GenerationService
 from core.prompts import ImageRequest, extract_image_request
-from storage.db import Database
-from storage.models import AssetUse, Job
+from storage.repositories.jobs import JobRepository
 
 
 @dataclass(frozen=True)
@@ -43,34 +40,15 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-async def conversation_account(db: Database, conversation_id: str) -> int | None:
-    """The account whose jobs or library pushes served ``conversation_id`` (None when there were none)."""
-    async with db.read() as session:
-        account = await session.scalar(select(Job.account_id).where(Job.conversation_id == conversation_id).limit(1))
-        if account is None:
-            account = await session.scalar(
-                select(AssetUse.account_id).where(AssetUse.conversation_id == conversation_id).limit(1)
-            )
-    return account
-
-
 async def follow_up(
-    db: Database, generation: GenerationService, conversation_id: str, transcript: list[dict[str, Any]]
+    jobs: JobRepository, generation: GenerationService, conversation_id: str, transcript: list[dict[str, Any]]
 ) -> FollowUp:
     """Generate the promised pictures no job of the conversation covers (idempotent per promise)."""
     promised = promised_pictures(transcript)
-    account = await conversation_account(db, conversation_id)
+    account = await jobs.conversation_account(conversation_id)
     if account is None or not promised:
         return FollowUp(account, promised, [])
-    async with db.read() as session:
-        done = {
-            _norm(p)
-            for p in (
-                await session.scalars(
-                    select(Job.prompt).where(Job.account_id == account, Job.conversation_id == conversation_id)
-                )
-            ).all()
-        }
+    done = {_norm(p) for p in await jobs.conversation_prompts(account, conversation_id)}
     generated = []
     for request in promised:
         if _norm(request.prompt) in done:

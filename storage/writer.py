@@ -22,81 +22,22 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from storage.db import (
-    _LENGTH,
+from storage.batch import (
     BATCH_NUMBER,
-    TRANSACTION_CACHE,
     Outcome,
     WriteOp,
-    _send_frame,
-    _sqlite_pragmas,
+    dump_outcomes,
+    picklable_error,
+    recv_frame,
+    run_batch,
+    send_frame,
 )
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
-    chunks: list[bytes] = []
-    while size:
-        chunk = sock.recv(min(size, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _run_batch(conn: Connection, ops: list[WriteOp]) -> list[Outcome]:
-    """Every op in one transaction; raises when the transaction itself fails (then nothing was written).
-
-    First without SAVEPOINTs (two statements an op, a quarter of a job's): when every op succeeds, as in a burst
-    of jobs, that is the whole story. When one raises, the transaction is rolled back and the batch runs again
-    with a SAVEPOINT around each op, so only the failing ones are undone. An op may therefore run twice; it
-    must have no effect outside the connection. Only the first run has a ``TRANSACTION_CACHE``."""
-    try:
-        conn.info[TRANSACTION_CACHE] = {}
-        with conn.begin():
-            values = [op(conn) for op in ops]
-        return [(value, None) for value in values]
-    except Exception as err:
-        if len(ops) == 1:
-            return [(None, err)]
-    finally:
-        conn.info.pop(TRANSACTION_CACHE, None)
-    outcomes: list[Outcome] = []
-    with conn.begin():
-        for op in ops:
-            try:
-                with conn.begin_nested():
-                    outcomes.append((op(conn), None))
-            except Exception as err:
-                outcomes.append((None, err))
-    return outcomes
-
-
-def _picklable_outcomes(outcomes: list[Outcome]) -> bytes:
-    """The outcomes as one pickle; a value or exception that does not pickle becomes an error of its own."""
-    try:
-        return pickle.dumps(outcomes, pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        safe: list[Outcome] = []
-        for value, error in outcomes:
-            try:
-                pickle.dumps((value, error), pickle.HIGHEST_PROTOCOL)
-                safe.append((value, error))
-            except Exception as err:
-                what = f"{type(error).__name__}: {error}" if error is not None else type(value).__name__
-                safe.append((None, TypeError(f"the write's outcome cannot be sent back ({what}): {err}")))
-        return pickle.dumps(safe, pickle.HIGHEST_PROTOCOL)
-
-
-def _recv_frame(sock: socket.socket) -> bytes | None:
-    """The next frame's bytes; None when the parent has closed the socket."""
-    header = _recv_exactly(sock, _LENGTH.size)
-    return None if header is None else _recv_exactly(sock, _LENGTH.unpack(header)[0])
+from storage.db import sqlite_pragmas
 
 
 def _batches(sock: socket.socket) -> Iterator[list[WriteOp] | BaseException]:
     """Each batch that arrives on ``sock`` (or the error unpickling it raised), until the parent closes it."""
-    while (frame := _recv_frame(sock)) is not None:
+    while (frame := recv_frame(sock)) is not None:
         try:
             yield [pickle.loads(data) for data in pickle.loads(frame)]
         except Exception as err:  # e.g. an op's module fails to import here
@@ -105,15 +46,15 @@ def _batches(sock: socket.socket) -> Iterator[list[WriteOp] | BaseException]:
 
 def _numbered_batch(conn: Connection, ops: list[WriteOp], number: int) -> list[Outcome]:
     conn.info[BATCH_NUMBER] = number
-    return _run_batch(conn, ops)
+    return run_batch(conn, ops)
 
 
 def _reply(sock: socket.socket, run: Callable[[], list[Outcome]]) -> None:
     try:
-        reply = _picklable_outcomes(run())
+        reply = dump_outcomes(run())
     except Exception as err:  # the transaction itself failed: nothing of this batch was written
-        reply = pickle.dumps(_as_picklable_error(err), pickle.HIGHEST_PROTOCOL)
-    _send_frame(sock, reply)
+        reply = pickle.dumps(picklable_error(err), pickle.HIGHEST_PROTOCOL)
+    send_frame(sock, reply)
 
 
 def serve_sqlite(url: str, echo: bool, sock: socket.socket) -> None:
@@ -122,12 +63,12 @@ def serve_sqlite(url: str, echo: bool, sock: socket.socket) -> None:
     engine = create_engine(
         url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=1, max_overflow=0
     )
-    _sqlite_pragmas(engine, writer=True)
+    sqlite_pragmas(engine, writer=True)
     conn: Connection | None = None
     try:
         for number, batch in enumerate(_batches(sock), 1):
             if isinstance(batch, BaseException):
-                _send_frame(sock, pickle.dumps(_as_picklable_error(batch), pickle.HIGHEST_PROTOCOL))
+                send_frame(sock, pickle.dumps(picklable_error(batch), pickle.HIGHEST_PROTOCOL))
                 continue
             if conn is None or conn.invalidated or conn.closed:
                 conn = engine.connect()
@@ -171,7 +112,7 @@ def serve_postgresql(url: str, echo: bool, sock: socket.socket) -> None:
     try:
         for number, batch in enumerate(_batches(sock), 1):
             if isinstance(batch, BaseException):
-                _send_frame(sock, pickle.dumps(_as_picklable_error(batch), pickle.HIGHEST_PROTOCOL))
+                send_frame(sock, pickle.dumps(picklable_error(batch), pickle.HIGHEST_PROTOCOL))
                 continue
             _reply(sock, functools.partial(loop.run_until_complete, run(batch, number)))
     finally:
@@ -179,14 +120,6 @@ def serve_postgresql(url: str, echo: bool, sock: socket.socket) -> None:
             loop.run_until_complete(conn.close())
         loop.run_until_complete(engine.dispose())
         loop.close()
-
-
-def _as_picklable_error(err: BaseException) -> BaseException:
-    try:
-        pickle.dumps(err, pickle.HIGHEST_PROTOCOL)
-        return err
-    except Exception:
-        return RuntimeError(f"the write failed: {type(err).__name__}: {err}")
 
 
 def main() -> None:
@@ -204,7 +137,7 @@ def main() -> None:
     for module in filter(None, args.preload.split(",")):
         importlib.import_module(module)
     # The database URL comes as the first frame (it may hold a password, which a command line would show).
-    frame = _recv_frame(sock)
+    frame = recv_frame(sock)
     if frame is None:
         return
     url = frame.decode()

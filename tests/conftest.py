@@ -16,12 +16,12 @@ import trustme
 
 from core.clock import ManualClock
 from core.config import Secrets, Settings, load_settings
-from core.services import Services, open_services
 from storage import migrate
 from storage.db import create_engine
 from tests.fakes.replicate import FakeReplicate, RunningFake
 from tests.fakes.serve import serve
 from tests.fakes.stripe import FakeStripe
+from tools.services import Services, open_services
 
 POSTGRES_URL = os.environ.get("SHOWME_TEST_POSTGRES_URL")
 

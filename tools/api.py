@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import InvalidRequest, PayloadTooLarge, invalid_from_validation
 from core.generation import GenerationRequest, JobView
-from core.tools import FORMATS
+from tools.dialects import FORMATS, export_tools
 from tools.http import SERVICES, SETTINGS, authenticate, plain, read_json
 
 
@@ -142,7 +142,7 @@ async def tool_definitions(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "openai")
     if fmt not in FORMATS:
         raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}", field="format")
-    return web.json_response(request.app[SERVICES].tools.export(fmt, request.app[SETTINGS].server.public_url))
+    return web.json_response(export_tools(request.app[SERVICES].tools, fmt, request.app[SETTINGS].server.public_url))
 
 
 ELEVENLABS_INSTRUCTIONS = (
@@ -166,8 +166,11 @@ async def elevenlabs_agent_config(request: web.Request) -> web.Response:
     prompt = agent.setdefault("prompt", {}) if isinstance(agent, dict) else None
     if not isinstance(prompt, dict):
         raise InvalidRequest("conversation_config.agent.prompt must be an object", field="conversation_config")
-    ours = request.app[SERVICES].tools.export(
-        "elevenlabs", request.app[SETTINGS].server.public_url, api_key=api_key_from(request)
+    ours = export_tools(
+        request.app[SERVICES].tools,
+        "elevenlabs",
+        request.app[SETTINGS].server.public_url,
+        api_key=api_key_from(request),
     )
     names = {t["name"] for t in ours}
     existing = [t for t in prompt.get("tools") or [] if isinstance(t, dict) and t.get("name") not in names]

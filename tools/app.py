@@ -1,7 +1,8 @@
-"""The composition root: ``create_app(settings)`` builds every service once and owns its lifecycle.
+"""The aiohttp application: ``create_app(settings)`` builds every service once and owns its lifecycle.
 
-Each resource is one ``cleanup_ctx`` entry whose teardown mirrors its setup (STYLE.md §1). Handlers reach
-services through typed ``web.AppKey``s, never module globals.
+Each resource is one module-level ``cleanup_ctx`` entry whose teardown mirrors its setup (STYLE.md §1):
+the services (database, providers, job runner), the asset-use writer, the maintenance loop, each bot.
+Handlers reach services through typed ``web.AppKey``s, never module globals.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from core.clock import Clock
 from core.config import Secrets, Settings
 from core.errors import ShowmeError
 from core.providers import ImageProvider
-from core.services import open_services
 from storage.blobs import InvalidBlobKey
 from tools import api, billing, dialects, viewers, webhooks
-from tools.http import SERVICES, SETTINGS
+from tools.http import SERVICES, SETTINGS, TELEGRAM_BOT
 from tools.metrics import METRICS, Metrics, metrics_handler
+from tools.services import chat_service, open_services
 from tools.viewers import VIEWER_SOCKETS, SocketSet
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 MEDIA_TYPES = {".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: What ``create_app`` was given to replace the defaults (tests): a clock, an image provider, secrets.
+OVERRIDES = web.AppKey("overrides", dict)
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -43,13 +47,8 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %d %s %.1f ms',
-            request.remote,
-            request.method,
-            request.path,
-            response.status,
-            response.body_length,
-            time * 1000,
-        )
+            request.remote, request.method, request.path, response.status, response.body_length, time * 1000,
+        )  # fmt: skip
 
 
 @web.middleware
@@ -97,16 +96,95 @@ async def media(request: web.Request) -> web.StreamResponse:
     )
 
 
-TELEGRAM_BOT = web.AppKey("telegram_bot", list)  # the running bot, when TELEGRAM_BOT_TOKEN is set
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every service, opened at startup and closed at shutdown (``tools.services.open_services``)."""
+    async with open_services(app[SETTINGS], **app[OVERRIDES]) as services:
+        app[SERVICES] = services
+        services.generation.subscribe(app[METRICS].on_job)
+        yield
 
 
-async def telegram_webhook(request: web.Request) -> web.Response:
-    """``POST /webhooks/telegram``: handed to the running Telegram bot (404 when none is configured)."""
-    bots = request.app[TELEGRAM_BOT]
-    if not bots:
-        return error_response(404, "not_found", "no Telegram bot runs on this server (TELEGRAM_BOT_TOKEN is not set)")
-    response: web.Response = await bots[0].handle_webhook(request)
-    return response
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def uses_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The asset-use writer: counted uses written every second, and what is pending at shutdown."""
+    uses = app[SERVICES].uses
+    task = asyncio.create_task(uses.run(), name="asset-use-writer")
+    yield
+    await _cancel(task)
+    await uses.flush()
+
+
+async def _maintain(app: web.Application) -> None:
+    """Take over jobs whose runner stopped, and write off expired grants, every ``lease_seconds``."""
+    services = app[SERVICES]
+    while True:
+        try:
+            resumed, failed = await services.generation.resume_unfinished()
+            if resumed or failed:
+                log.info("took over %d unfinished job(s), failed %d", len(resumed), len(failed))
+        except Exception:
+            log.exception("resuming unfinished jobs failed")
+        try:
+            if expired := await services.credits.expire_due():
+                log.info("wrote off %d expired grant(s)", expired)
+        except Exception:
+            log.exception("expiring grants failed")
+        await asyncio.sleep(app[SETTINGS].generation.lease_seconds)
+
+
+async def maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The helper processes (writer, thumbnails) started now rather than on the first request that needs
+    them, and the maintenance loop."""
+    app[SERVICES].db.start_writer()
+    app[SERVICES].generation.start_thumbnail_worker()
+    task = asyncio.create_task(_maintain(app), name="maintenance")
+    yield
+    await _cancel(task)
+
+
+async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Telegram bot, when TELEGRAM_BOT_TOKEN is set."""
+    services = app[SERVICES]
+    token = services.secrets.telegram_bot_token
+    if token is None:
+        yield
+        return
+    from bot.telegram.app import TelegramBot
+
+    secret = services.secrets.telegram_webhook_secret
+    chat = chat_service(services, "telegram", services.settings.telegram.max_queued_per_user)
+    bot = TelegramBot(chat, token.get_secret_value(), secret.get_secret_value() if secret else None)
+    await bot.start()
+    app[TELEGRAM_BOT].append(bot)
+    yield
+    app[TELEGRAM_BOT].clear()
+    await bot.stop()
+
+
+async def discord_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Discord bot, when DISCORD_BOT_TOKEN is set."""
+    services = app[SERVICES]
+    token = services.secrets.discord_bot_token
+    if token is None:
+        yield
+        return
+    from bot.discord.client import DiscordBot
+
+    bot = DiscordBot(chat_service(services, "discord", services.settings.discord.max_queued_per_user))
+    await bot.start(token.get_secret_value())
+    yield
+    await bot.stop()
+
+
+async def close_viewers(app: web.Application) -> None:
+    """Close viewer sockets, which would otherwise hold graceful shutdown open until their heartbeat ends."""
+    for ws in list(app[VIEWER_SOCKETS]):
+        await ws.close(code=1001, message=b"server shutting down")
 
 
 def create_app(
@@ -120,98 +198,18 @@ def create_app(
     defaults (system clock, Replicate with ``REPLICATE_API_TOKEN``) in tests."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.tools.upload_max_bytes + 65536)
     app[SETTINGS] = settings
+    app[OVERRIDES] = {"clock": clock, "provider": provider, "secrets": secrets}
     app[METRICS] = Metrics()
-
-    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_services(settings, clock=clock, provider=provider, secrets=secrets) as services:
-            app[SERVICES] = services
-            services.generation.subscribe(app[METRICS].on_job)
-            yield
-
-    async def uses_ctx(app: web.Application) -> AsyncIterator[None]:
-        uses = app[SERVICES].uses
-        task = asyncio.create_task(uses.run(), name="asset-use-writer")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await uses.flush()
-
-    async def close_viewers(app: web.Application) -> None:
-        # Viewer sockets would otherwise hold graceful shutdown open until their heartbeat times out.
-        for ws in list(app[VIEWER_SOCKETS]):
-            await ws.close(code=1001, message=b"server shutting down")
-
-    async def maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
-        # The server's helper processes start now rather than on the first request that needs them (each takes
-        # about half a second of a core to import what it needs). One-shot CLI commands start them on demand.
-        app[SERVICES].db.start_writer()
-        generation = app[SERVICES].generation
-        generation.start_thumbnail_worker()
-
-        async def loop() -> None:
-            while True:
-                try:
-                    resumed, failed = await generation.resume_unfinished()
-                    if resumed or failed:
-                        log.info("took over %d unfinished job(s), failed %d", len(resumed), len(failed))
-                except Exception:
-                    log.exception("resuming unfinished jobs failed")
-                try:
-                    if expired := await app[SERVICES].credits.expire_due():
-                        log.info("wrote off %d expired grant(s)", expired)
-                except Exception:
-                    log.exception("expiring grants failed")
-                await asyncio.sleep(settings.generation.lease_seconds)
-
-        task = asyncio.create_task(loop(), name="resume-unfinished-jobs")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
-        services = app[SERVICES]
-        token = services.secrets.telegram_bot_token
-        if token is None:
-            yield
-            return
-        from bot.telegram.bot import TelegramBot
-
-        secret = services.secrets.telegram_webhook_secret
-        bot = TelegramBot(services, token.get_secret_value(), secret.get_secret_value() if secret else None)
-        await bot.start()
-        app[TELEGRAM_BOT].append(bot)
-        yield
-        app[TELEGRAM_BOT].clear()
-        await bot.stop()
-
-    async def discord_ctx(app: web.Application) -> AsyncIterator[None]:
-        services = app[SERVICES]
-        token = services.secrets.discord_bot_token
-        if token is None:
-            yield
-            return
-        from bot.discord.bot import DiscordBot
-
-        bot = DiscordBot(services, token.get_secret_value())
-        await bot.start()
-        yield
-        await bot.stop()
-
     app[VIEWER_SOCKETS] = SocketSet()
     app[TELEGRAM_BOT] = []
-    app.cleanup_ctx.append(services_ctx)
-    app.cleanup_ctx.append(uses_ctx)
-    app.cleanup_ctx.append(maintenance_ctx)
-    app.cleanup_ctx.append(telegram_ctx)
-    app.cleanup_ctx.append(discord_ctx)
+    app.cleanup_ctx.extend([services_ctx, uses_ctx, maintenance_ctx, telegram_ctx, discord_ctx])
     app.on_shutdown.append(close_viewers)
     add_routes(app)
     return app
 
 
 def add_routes(app: web.Application) -> None:
+    """Every route of the server (ARCHITECTURE.md "Public interface")."""
     r = app.router
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics_handler)
@@ -244,7 +242,7 @@ def add_routes(app: web.Application) -> None:
     # Webhooks.
     r.add_post("/webhooks/elevenlabs", webhooks.elevenlabs_webhook)
     r.add_post("/webhooks/stripe", billing.stripe_webhook)
-    r.add_post("/webhooks/telegram", telegram_webhook)
+    r.add_post("/webhooks/telegram", webhooks.telegram_webhook)
     # Checkout pages (Stripe sends the buyer back here).
     r.add_get("/checkout/start", billing.checkout_start)
     r.add_get("/checkout/success", billing.checkout_success)

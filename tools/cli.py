@@ -35,7 +35,7 @@ from core.errors import (
 
 if TYPE_CHECKING:
     from core.generation import JobView
-    from core.services import Services
+    from tools.services import Services
 
 # The server's modules are imported by the commands that use them: this module is also what a spawned worker
 # process (thumbnails) imports first, as its parent's __main__, and it should stay small there.
@@ -123,16 +123,14 @@ async def cmd_credits_grant(args: argparse.Namespace, s: Services) -> int:
 
     await s.accounts.get(args.account)
     reference = f"admin:{args.reference}" if args.reference else f"admin:{uuid.uuid4().hex}"
-    async with s.db.write() as session:
-        result = await s.credits.grant(
-            session,
-            account_id=args.account,
-            amount=args.amount,
-            unit=args.unit,
-            category="admin",
-            source_ref=reference,
-            note=args.note,
-        )
+    result = await s.credits.grant(
+        account_id=args.account,
+        amount=args.amount,
+        unit=args.unit,
+        category="admin",
+        source_ref=reference,
+        note=args.note,
+    )
     balance = await s.credits.balance(args.account)
     verb = "granted" if result.created else "already granted (same --reference), nothing added"
     now_has = _plural(balance.credits, "credit")
@@ -166,7 +164,7 @@ async def cmd_credits_show(args: argparse.Namespace, s: Services) -> int:
 
 
 async def cmd_codes_create(args: argparse.Namespace, s: Services) -> int:
-    plan = s.billing.plan(args.plan)
+    plan = s.billing.catalog.plan(args.plan)
     codes = await s.billing.create_codes(plan.key, args.count)
     _emit(
         args,
@@ -338,8 +336,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_tools_export(args: argparse.Namespace, s: Services) -> int:
+    from tools.dialects import export_tools
+
     base = (args.base_url or s.settings.server.public_url).rstrip("/")
-    print(json.dumps(s.tools.export(args.format, base, api_key=args.api_key), indent=2))
+    print(json.dumps(export_tools(s.tools, args.format, base, api_key=args.api_key), indent=2))
     return 0
 
 
@@ -443,18 +443,11 @@ def _positive(value: str) -> int:
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", default=argparse.SUPPRESS, help="config file (default: $SHOWME_CONFIG or ./config.yaml)"
-    )
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+Group = Callable[[str, str], Any]
 
-    parser = _Parser(prog="showme", description="showme: AI images in front of people, mid-conversation.")
-    parser.add_argument("--config", default=None, help="config file (default: $SHOWME_CONFIG or ./config.yaml)")
-    parser.add_argument("--json", action="store_true", default=False, help="machine-readable output")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
+
+def _group(commands: Any) -> Group:
+    """A command with actions (``showme db upgrade``): returns ``group(name, help)``, the actions' parser."""
 
     def group(name: str, help_text: str) -> Any:
         sub = commands.add_parser(name, help=help_text, description=help_text)
@@ -462,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
         actions.required = True
         return actions
 
+    return group
+
+
+def _add_setup_commands(commands: Any, group: Group, common: argparse.ArgumentParser) -> None:
+    """serve, db, accounts, keys."""
     p = commands.add_parser("serve", parents=[common], help="run the HTTP server (host and port from config)")
     p.add_argument("--host", help="interface to listen on (default: server.host)")
     p.add_argument("--port", type=_positive, help="port (default: server.port)")
@@ -482,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="a label for the key")
     p.set_defaults(handler=cmd_keys_create)
 
+
+def _add_money_commands(group: Group, common: argparse.ArgumentParser) -> None:
+    """credits, codes, orders."""
     credits = group("credits", "credits and the ledger")
     p = credits.add_parser("grant", parents=[common], help="grant credits to an account")
     p.add_argument("--account", type=_positive, required=True)
@@ -512,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive, default=50)
     p.set_defaults(handler=cmd_orders_list)
 
+
+def _add_generation_commands(commands: Any, group: Group, common: argparse.ArgumentParser) -> None:
+    """generate, jobs."""
     p = commands.add_parser("generate", parents=[common], help="generate an image and store it in the library")
     p.add_argument("prompt")
     p.add_argument("--account", type=_positive, required=True)
@@ -530,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = jobs.add_parser("resume", parents=[common], help="resume interrupted jobs, or fail and refund them")
     p.set_defaults(handler=cmd_jobs_resume)
 
+
+def _add_integration_commands(commands: Any, group: Group, common: argparse.ArgumentParser) -> None:
+    """tools, viewer-link, library."""
     tools = group("tools", "tool definitions for voice platforms")
     p = tools.add_parser("export", parents=[common], help="print tool definitions for a platform (JSON)")
     p.add_argument(
@@ -555,6 +562,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--account", type=_positive, required=True)
     p.add_argument("--limit", type=_positive, default=10)
     p.set_defaults(handler=cmd_library_search)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``showme`` command line (ARCHITECTURE.md "Public interface")."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help="config file (default: $SHOWME_CONFIG or ./config.yaml)"
+    )
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+
+    parser = _Parser(prog="showme", description="showme: AI images in front of people, mid-conversation.")
+    parser.add_argument("--config", default=None, help="config file (default: $SHOWME_CONFIG or ./config.yaml)")
+    parser.add_argument("--json", action="store_true", default=False, help="machine-readable output")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    group = _group(commands)
+    _add_setup_commands(commands, group, common)
+    _add_money_commands(group, common)
+    _add_generation_commands(commands, group, common)
+    _add_integration_commands(commands, group, common)
     return parser
 
 
@@ -572,7 +600,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await handler(args, settings)
     # One-shot commands make thumbnails in a thread: a worker process would cost more to start than it saves.
     settings.generation.thumbnail_worker = "thread"
-    from core.services import open_services
+    from tools.services import open_services
 
     async with open_services(settings) as services:
         return await handler(args, services)

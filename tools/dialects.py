@@ -18,10 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from core.errors import InvalidRequest, ShowmeError, Unauthorized
-from core.tools import ToolCall, ToolResult, UnknownTool
+from core.tools import Tool, ToolCall, ToolRegistry, ToolResult, UnknownTool
 from tools.http import SERVICES, SETTINGS, Caller, authenticate, parse_json, read_body, read_json
 from tools.metrics import METRICS
 
+FORMATS = ("openai", "openai-responses", "elevenlabs", "vapi", "retell", "mcp")
 MCP_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 
 
@@ -292,7 +293,7 @@ async def _mcp_one(request: web.Request, caller: Caller, message: Any) -> dict[s
         return {
             "jsonrpc": "2.0",
             "id": request_id,
-            "result": services.tools.export("mcp", request.app[SETTINGS].server.public_url),
+            "result": export_tools(services.tools, "mcp", request.app[SETTINGS].server.public_url),
         }
     if method == "tools/call":
         name = params.get("name")
@@ -350,3 +351,91 @@ async def mcp_endpoint(request: web.Request) -> web.Response:
     if answer is None:
         return web.Response(status=202, headers=headers)
     return web.json_response(answer, headers=headers)
+
+
+# -- tool definitions for each platform ---------------------------------------------------------------
+
+
+SAY_WHILE_WAITING = "One moment, I'm putting that on your screen."
+
+
+def _openai(tool: Tool, base: str, auth: str) -> dict[str, Any]:
+    function = {"name": tool.name, "description": tool.description, "parameters": tool.json_schema(strict=True)}
+    return {"type": "function", "function": {**function, "strict": True}}
+
+
+def _openai_responses(tool: Tool, base: str, auth: str) -> dict[str, Any]:
+    schema = tool.json_schema(strict=True)
+    return {"type": "function", "name": tool.name, "description": tool.description, "parameters": schema,
+            "strict": True}  # fmt: skip
+
+
+def _vapi(tool: Tool, base: str, auth: str) -> dict[str, Any]:
+    function = {"name": tool.name, "description": tool.description, "parameters": tool.json_schema(llm_only=True)}
+    return {
+        "type": "function",
+        "function": function,
+        "server": {"url": f"{base}/tools/vapi", "headers": {"Authorization": auth}, "timeoutSeconds": 20},
+        "messages": [{"type": "request-start", "content": SAY_WHILE_WAITING}],
+    }
+
+
+def _retell(tool: Tool, base: str, auth: str) -> dict[str, Any]:
+    return {
+        "type": "custom", "name": tool.name, "description": tool.description, "url": f"{base}/tools/retell",
+        "headers": {"Authorization": auth}, "parameters": tool.json_schema(llm_only=True),
+        "speak_during_execution": True, "speak_after_execution": True,
+        "execution_message_description": SAY_WHILE_WAITING, "timeout_ms": 20000,
+    }  # fmt: skip
+
+
+def _mcp(tool: Tool, base: str, auth: str) -> dict[str, Any]:
+    return {"name": tool.name, "title": tool.title, "description": tool.description, "inputSchema": tool.json_schema()}
+
+
+def export_tools(registry: ToolRegistry, fmt: str, base_url: str, api_key: str | None = None) -> Any:
+    """Tool definitions for platform ``fmt`` (one of ``FORMATS``), pointing at ``base_url``, in each platform's
+    own tool format (../shared/PROTOCOLS.md); MCP's is ``{"tools": [...]}``, the others a list.
+
+    ``api_key`` is written into the auth headers; without it a placeholder stands there.
+
+    Raises:
+        InvalidRequest: an unknown format (field ``format``).
+    """
+    shapes = {"openai": _openai, "openai-responses": _openai_responses, "elevenlabs": _elevenlabs, "vapi": _vapi,
+              "retell": _retell, "mcp": _mcp}  # fmt: skip
+    shape = shapes.get(fmt)
+    if shape is None:
+        raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}", field="format")
+    base, auth = base_url.rstrip("/"), f"Bearer {api_key or '<SHOWME_API_KEY>'}"
+    definitions = [shape(t, base, auth) for t in registry.tools.values()]
+    return {"tools": definitions} if fmt == "mcp" else definitions
+
+
+def _elevenlabs(tool: Tool, base: str, auth: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for p in tool.params:
+        prop: dict[str, Any] = {"type": p.type}
+        if p.dynamic_variable:
+            prop["dynamic_variable"] = p.dynamic_variable
+        else:
+            prop["description"] = p.description
+            if p.enum:
+                prop["enum"] = list(p.enum)
+        properties[p.name] = prop
+    return {
+        "type": "webhook",
+        "name": tool.name,
+        "description": tool.description,
+        "response_timeout_secs": 20,
+        "api_schema": {
+            "url": f"{base}/tools/{tool.name}",
+            "method": "POST",
+            "request_headers": {"Authorization": auth},
+            "request_body_schema": {
+                "type": "object",
+                "properties": properties,
+                "required": [p.name for p in tool.params if p.required],
+            },
+        },
+    }

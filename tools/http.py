@@ -11,10 +11,12 @@ from aiohttp import web
 
 from core.config import Settings
 from core.errors import Forbidden, InvalidRequest, PayloadTooLarge, Unauthorized
-from core.services import Services
+from tools.services import Services
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
+#: The running Telegram bot (``bot.telegram.app.TelegramBot``), when TELEGRAM_BOT_TOKEN is set; else empty.
+TELEGRAM_BOT = web.AppKey("telegram_bot", list)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import logging
 
 from aiohttp import web
 
-from core.errors import InsufficientCredits, InvalidRequest, ShowmeError, Unauthorized
+from core.errors import InsufficientCredits, InvalidRequest, NotFound, ShowmeError, Unauthorized
 from core.transcripts import follow_up
-from tools.http import SERVICES, SETTINGS, parse_json, read_body
+from tools.http import SERVICES, SETTINGS, TELEGRAM_BOT, parse_json, read_body
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ async def elevenlabs_webhook(request: web.Request) -> web.Response:
     if not settings.elevenlabs.generate_from_transcripts:
         return web.json_response({"status": "received", "generated": []})
     try:
-        result = await follow_up(services.db, services.generation, conversation_id, transcript)
+        result = await follow_up(services.store.jobs, services.generation, conversation_id, transcript)
     except (InsufficientCredits, ShowmeError) as err:
         log.warning("post-call generation for %s skipped: %s", conversation_id, err.message)
         return web.json_response({"status": "skipped", "reason": err.message})
@@ -68,3 +68,19 @@ async def elevenlabs_webhook(request: web.Request) -> web.Response:
             "generated": result.generated_job_ids,
         }
     )
+
+
+TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+TELEGRAM_BODY_LIMIT = 1_048_576
+
+
+async def telegram_webhook(request: web.Request) -> web.Response:
+    """``POST /webhooks/telegram``: 404 when no bot takes webhooks here, 403 without the right secret header
+    (nothing processed), 400 for a body that is not an Update, else 200 at once with the update queued."""
+    bots = request.app[TELEGRAM_BOT]
+    if not bots:
+        raise NotFound("no Telegram bot runs on this server (TELEGRAM_BOT_TOKEN is not set)")
+    bot = bots[0]
+    bot.verify(request.headers.get(TELEGRAM_SECRET_HEADER, ""))
+    await bot.enqueue(parse_json(await read_body(request, TELEGRAM_BODY_LIMIT)))
+    return web.json_response({"ok": True})

@@ -10,13 +10,13 @@ from aiohttp.test_utils import TestClient
 
 from core.clock import ManualClock
 from core.config import Secrets, Settings
-from core.services import Services
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.serve import serve
 from tests.fakes.stripe import API_KEY, WEBHOOK_SECRET, FakeStripe
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tools.app import create_app
 from tools.http import SERVICES
+from tools.services import Services
 
 TELEGRAM_SECRET = "tg-secret_123"
 

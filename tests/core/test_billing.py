@@ -8,7 +8,7 @@ import pytest
 
 from core.billing import CodeAlreadyRedeemed, UnknownCode, normalize_code
 from core.errors import PaymentsNotConfigured, Unauthorized
-from core.services import Services
+from tools.services import Services
 
 
 def test_codes_are_normalized_from_what_people_type() -> None:

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event, func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.clock import ManualClock
-from core.credits import Charge, CreditService
 from core.errors import InsufficientCredits, InvalidRequest
 from core.generation import GenerationRequest
-from core.services import Services
-from storage.db import BATCH_NUMBER
 from storage.models import CreditGrant, Job, LedgerEntry
+from storage.repositories import credits as ledger
+from storage.repositories import in_session
 from tests.fakes.replicate import FakeReplicate
+from tools.services import Services
 
 
 async def _grant(services: Services, account: int, amount: int, ref: str, **kw: object) -> int:
-    async with services.db.write() as session:
-        result = await services.credits.grant(session, account_id=account, amount=amount, source_ref=ref, **kw)  # type: ignore[arg-type]
+    result = await services.credits.grant(account_id=account, amount=amount, source_ref=ref, **kw)
     return result.grant_id
 
 
@@ -36,8 +33,7 @@ async def _bare_account(services: Services) -> int:
 
 async def test_starter_credits_once_per_account(services: Services) -> None:
     account = await services.accounts.create("Acme")
-    async with services.db.write() as session:
-        again = await services.credits.grant_starter(session, account.id)
+    again = await services.credits.grant_starter(account.id)
     assert again is not None and not again.created
     assert (await services.credits.balance(account.id)).credits == 10
 
@@ -49,8 +45,7 @@ async def test_grant_is_idempotent_per_source_ref_and_validates(services: Servic
     assert first == second and (await services.credits.balance(account)).credits == 40
     for kwargs, field in [({"amount": 0}, "amount"), ({"unit": "coins"}, "unit"), ({"category": "gift"}, "category")]:
         with pytest.raises(InvalidRequest) as err:
-            async with services.db.write() as session:
-                await services.credits.grant(session, account_id=account, source_ref="x", **{"amount": 5, **kwargs})  # type: ignore[arg-type]
+            await services.credits.grant(account_id=account, source_ref="x", **{"amount": 5, **kwargs})
         assert err.value.field == field
 
 
@@ -77,7 +72,7 @@ async def test_burn_down_order(services: Services, clock: ManualClock) -> None:
         services, account, 50, "expired", category="admin", priority=0, expires_at=now - timedelta(seconds=1)
     )
     async with services.db.write() as session:
-        await services.credits.lock_account(session, account)
+        await in_session(session, ledger.lock_account, account)
         session.add(
             Job(
                 id="j" * 32,
@@ -93,10 +88,14 @@ async def test_burn_down_order(services: Services, clock: ManualClock) -> None:
             )
         )
         await session.flush()
-        taken = await session.run_sync(
-            lambda sync: services.credits.hold(
-                sync.connection(), account_id=account, job_id="j" * 32, charge=Charge("credit", 11)
-            )
+        _, _, taken = await in_session(
+            session,
+            ledger.hold,
+            account_id=account,
+            job_id="j" * 32,
+            options=[("credit", 11)],
+            model="flux_schnell",
+            now=clock.now(),
         )
     # starter (priority 50) first; then priority 100: soonest expiry, later expiry, never-expiring oldest first.
     assert taken == [(starter, 2), (expiring_soon, 2), (expiring_late, 2), (paid_old, 3), (paid_new, 2)]
@@ -108,9 +107,9 @@ async def test_settle_and_release_happen_once(services: Services, replicate_fake
     account = (await services.accounts.create("Acme")).id
     job = await services.generation.generate(account, GenerationRequest(prompt="a cat", num_outputs=2))
     assert job.charged == 2
-    settle = functools.partial(services.credits.settle, job_id=job.id, used=2)
-    assert await services.db.run_write(settle) is False
-    assert await services.db.run_write(functools.partial(services.credits.release, job_id=job.id)) is False
+    now = services.clock.now()
+    assert await services.db.run_write(ledger.settle, job.id, 2, now) is False
+    assert await services.db.run_write(ledger.release, job.id, None, now) is False
     async with services.db.read() as session:
         kinds = (await session.scalars(select(LedgerEntry.kind).where(LedgerEntry.job_id == job.id))).all()
     assert sorted(kinds) == ["hold", "settle"]
@@ -234,106 +233,6 @@ async def test_session_quota_pays_first_for_eligible_models(
     late = await services.generation.generate(account, GenerationRequest(prompt="a cat"))
     assert (late.unit, late.charged) == ("credit", 1)
     assert (await services.credits.balance(account)).quotas == []
-
-
-# -- holds in one batch transaction of the writer process ------------------------------------------------------
-
-
-def _count_statement(conn: Connection, *_args: object) -> None:
-    conn.info["test.statements"] += 1
-
-
-def _hold_in_batch(
-    conn: Connection, *, credits: CreditService, account_id: int, job_id: str, amount: int
-) -> tuple[int, list[tuple[int, int]], int]:
-    """What ``_create_job`` does for a job of ``amount`` credits: lock, choose, insert the job, hold. Returns the
-    writer's batch number, the grants taken and how many statements the lock and the choice of grants ran."""
-    if not event.contains(conn, "before_cursor_execute", _count_statement):
-        event.listen(conn, "before_cursor_execute", _count_statement)
-    conn.info["test.statements"] = 0
-    credits.lock(conn, account_id)
-    charge, grants = credits.choose_charge(
-        conn, account_id=account_id, model="flux_schnell", outputs=amount, credits_per_output=1
-    )
-    statements = conn.info["test.statements"]
-    conn.execute(
-        insert(Job).values(
-            id=job_id,
-            account_id=account_id,
-            model="flux_schnell",
-            prompt="p",
-            params={},
-            num_outputs=amount,
-            unit=charge.unit,
-            cost=charge.amount,
-            charge_state="held",
-            idempotency_key=job_id,
-            request_hash="h",
-        )
-    )
-    taken = credits.hold(conn, account_id=account_id, job_id=job_id, charge=charge, grants=grants)
-    return int(conn.info[BATCH_NUMBER]), taken, statements
-
-
-def _release_in_batch(conn: Connection, *, credits: CreditService, account_id: int, job_id: str) -> bool:
-    credits.lock(conn, account_id)
-    return credits.release(conn, job_id, reason="test")
-
-
-def _hold(services: Services, account: int, job: str, amount: int) -> functools.partial[Any]:
-    return functools.partial(
-        _hold_in_batch, credits=services.credits, account_id=account, job_id=job.ljust(32, "0"), amount=amount
-    )
-
-
-async def test_holds_in_one_batch_lock_and_read_the_grants_once(services: Services) -> None:
-    if services.db._writer_url is None:
-        pytest.skip("an in-memory database runs each write alone")
-    account = await _bare_account(services)
-    small = await _grant(services, account, 2, "small", priority=10)
-    big = await _grant(services, account, 10, "big", priority=20)
-    ops = [_hold(services, account, f"h{i}", 1) for i in range(6)]
-    results = await asyncio.gather(*(services.db.run_write(op, account=account) for op in ops))
-    assert len({batch for batch, _, _ in results}) == 1  # one transaction
-    # The first hold locks the account and reads its grants; the others of the transaction run neither
-    # statement, and still burn down in order: what the transaction took is remembered.
-    assert [statements for _, _, statements in results] == [2, 0, 0, 0, 0, 0]
-    assert [taken for _, taken, _ in results] == [[(small, 1)], [(small, 1)]] + [[(big, 1)]] * 4
-    assert (await services.credits.balance(account)).credits == 6
-    assert await services.credits.invariant_violations() == []
-
-
-async def test_a_release_in_the_batch_is_seen_by_the_holds_after_it(services: Services) -> None:
-    account = await _bare_account(services)
-    small = await _grant(services, account, 2, "small", priority=10)
-    big = await _grant(services, account, 10, "big", priority=20)
-    release = functools.partial(
-        _release_in_batch, credits=services.credits, account_id=account, job_id="first".ljust(32, "0")
-    )
-    ops = [_hold(services, account, "first", 2), release, _hold(services, account, "second", 1)]
-    first, released, second = await asyncio.gather(*(services.db.run_write(op, account=account) for op in ops))
-    assert first[1] == [(small, 2)] and released is True
-    assert second[1] == [(small, 1)]  # the released credits are back in the small grant, which burns first
-    assert (await services.credits.balance(account)).credits == 11
-    assert big and await services.credits.invariant_violations() == []
-
-
-async def test_a_refused_hold_in_a_batch_leaves_the_others_exact(services: Services) -> None:
-    """The refusal rolls the batch's transaction back and it runs again with a SAVEPOINT around each op and
-    nothing remembered: every other hold is taken exactly once, from the grants as they really are."""
-    account = await _bare_account(services)
-    small = await _grant(services, account, 2, "small", priority=10)
-    big = await _grant(services, account, 3, "big", priority=20)
-    ops = [_hold(services, account, f"r{i}", amount) for i, amount in enumerate([1, 2, 50, 1])]
-    results = await asyncio.gather(*(services.db.run_write(op, account=account) for op in ops), return_exceptions=True)
-    assert isinstance(results[2], InsufficientCredits)
-    assert [r[1] for r in results if not isinstance(r, BaseException)] == [
-        [(small, 1)],
-        [(small, 1), (big, 1)],
-        [(big, 1)],
-    ]
-    assert (await services.credits.balance(account)).credits == 1
-    assert await services.credits.invariant_violations() == []
 
 
 async def test_a_free_models_jobs_settle_and_release_without_ledger_entries(

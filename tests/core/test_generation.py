@@ -13,17 +13,14 @@ from core.clock import ManualClock
 from core.config import Settings
 from core.errors import Conflict, InsufficientCredits, InvalidRequest, PromptRefused
 from core.generation import GenerationRequest, GenerationService
-from core.services import Services
 from tests.fakes.replicate import SDXL_VERSION, FakeReplicate
+from tools.services import Services
 
 
 async def _account(services: Services, credits: int = 0) -> int:
     account = await services.accounts.create("Acme Granite")
     if credits:
-        async with services.db.write() as session:
-            await services.credits.grant(
-                session, account_id=account.id, amount=credits, source_ref=f"test:{account.id}"
-            )
+        await services.credits.grant(account_id=account.id, amount=credits, source_ref=f"test:{account.id}")
     return account.id
 
 
@@ -271,7 +268,7 @@ async def test_create_window_paces_beyond_the_limit() -> None:
 def _second_service(services: Services, settings: Settings) -> GenerationService:
     """Another generation service on the same database, provider and store, with its own settings."""
     return GenerationService(
-        db=services.db,
+        jobs=services.store.jobs,
         settings=settings,
         credits=services.credits,
         library=services.library,
@@ -289,7 +286,7 @@ async def test_thumbnails_in_a_worker_process(services: Services, replicate_fake
     settings = load_settings(None)
     assert settings.generation.thumbnail_worker == "process"
     generation = _second_service(services, settings.model_copy(update={"media": services.settings.media}))
-    assert isinstance(generation._thumbnailer, ProcessPoolExecutor)
+    assert isinstance(generation.runner.thumbnails.executor, ProcessPoolExecutor)
     account = await _account(services)
     job = await generation.generate(account, GenerationRequest(prompt="a thumbnail test"))
     await generation.drain()
@@ -329,5 +326,7 @@ async def test_running_jobs_leases_are_renewed_together(
     done = [await generation.wait(job.id, timeout=10) for job in jobs]
     assert [j.status for j in done] == ["succeeded", "succeeded"]
     await asyncio.sleep(0.15)
-    assert generation._lease_keeper is not None and generation._lease_keeper.done()  # no jobs left: it stopped
+    assert (
+        generation.runner._lease_keeper is not None and generation.runner._lease_keeper.done()
+    )  # no jobs left: it stopped
     await generation.close()

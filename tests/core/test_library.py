@@ -10,8 +10,8 @@ from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 
 from core.library import Library
-from core.services import Services
 from storage.models import Asset, AssetUse
+from tools.services import Services
 
 
 def _png(color: tuple[int, int, int]) -> bytes:
@@ -43,7 +43,7 @@ async def test_expired_search_answers_at_once_while_one_background_search_renews
     search waits for a new one."""
     now = [1000.0]
     library = Library(
-        services.db,
+        services.store.assets,
         services.blobs,
         services.settings.media_base_url,
         services.clock,

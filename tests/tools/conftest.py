@@ -12,11 +12,11 @@ from PIL import Image
 
 from core.clock import ManualClock
 from core.config import Secrets, Settings
-from core.services import Services
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.stripe import API_KEY, WEBHOOK_SECRET, FakeStripe
 from tools.app import create_app
 from tools.http import SERVICES
+from tools.services import Services
 
 
 @dataclass

@@ -16,6 +16,7 @@ from aiohttp import WSMsgType
 from core.clock import ManualClock
 from core.events import LocalEventHub
 from tests.tools.conftest import Server
+from tools.dialects import export_tools
 
 
 async def test_bad_viewer_tokens_get_a_clear_error_and_no_events(server: Server, clock: ManualClock) -> None:
@@ -80,17 +81,17 @@ async def test_many_viewers_and_a_slow_one_does_not_stall_others() -> None:
 async def test_tool_exports_follow_each_platforms_rules(server: Server) -> None:
     tools = server.services.tools
     for fmt in ("openai", "openai-responses", "elevenlabs", "vapi", "retell"):
-        for tool in tools.export(fmt, "https://showme.example"):
+        for tool in export_tools(tools, fmt, "https://showme.example"):
             name = tool.get("name") or tool["function"]["name"]
             assert re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name)
-    for tool in tools.export("openai", "https://x"):
+    for tool in export_tools(tools, "openai", "https://x"):
         params = tool["function"]["parameters"]
         assert tool["function"]["strict"] is True and params["additionalProperties"] is False
         assert sorted(params["required"]) == sorted(params["properties"])
         for prop in params["properties"].values():
             if "enum" in prop and "null" in prop["type"]:
                 assert None in prop["enum"]
-    eleven = {t["name"]: t for t in tools.export("elevenlabs", "https://x", api_key="sm_k")}
+    eleven = {t["name"]: t for t in export_tools(tools, "elevenlabs", "https://x", api_key="sm_k")}
     schema = eleven["generate_image"]["api_schema"]
     assert schema["url"] == "https://x/tools/generate_image" and schema["method"] == "POST"
     assert schema["request_headers"]["Authorization"] == "Bearer sm_k"
@@ -98,7 +99,7 @@ async def test_tool_exports_follow_each_platforms_rules(server: Server) -> None:
     assert conversation == {"type": "string", "dynamic_variable": "system__conversation_id"}
     for prop in schema["request_body_schema"]["properties"].values():
         assert sum(k in prop for k in ("description", "dynamic_variable", "constant_value")) == 1
-    vapi = tools.export("vapi", "https://x")
+    vapi = export_tools(tools, "vapi", "https://x")
     assert vapi[0]["server"]["url"] == "https://x/tools/vapi"
     assert "conversation_id" not in vapi[0]["function"]["parameters"]["properties"]
     response = await server.client.get("/tools?format=mcp")

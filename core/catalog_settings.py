@@ -1,0 +1,148 @@
+"""The catalog's settings: models, credit packs and hourly plans, style presets, and their defaults."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ASPECT_RATIO_PATTERN = r"^\d{1,2}:\d{1,2}$"
+
+
+class Section(BaseModel):
+    """A settings section: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(Section):
+    ref: str = Field(description="owner/name (official model) or owner/name:version")
+    price: int = Field(ge=0, description="credits per output")
+    family: Literal["flux", "flux_pro", "sdxl"]
+    aspect_ratios: list[str]
+    max_outputs: int = Field(default=4, ge=1, le=4)
+    description: str = ""
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str) -> str:
+        owner_name = value.split(":", 1)[0]
+        if owner_name.count("/") != 1 or not all(owner_name.split("/")):
+            raise ValueError("must look like owner/name or owner/name:version")
+        return value
+
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _ratios(cls, value: list[str]) -> list[str]:
+        for ratio in value:
+            if not re.fullmatch(ASPECT_RATIO_PATTERN, ratio):
+                raise ValueError(f"{ratio!r} is not an aspect ratio like 16:9")
+        if not value:
+            raise ValueError("needs at least one aspect ratio")
+        return value
+
+
+# ISO 4217 currencies Stripe charges without a minor unit (https://docs.stripe.com/currencies#zero-decimal).
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
+)
+
+
+class _Priced(Section):
+    name: str = Field(min_length=1, max_length=100)
+    price: Decimal = Field(gt=0, description="in the currency's main unit, e.g. 9.99 (write it as a string)")
+    currency: str = Field(pattern=r"^[a-z]{3}$", description="ISO 4217, lower case, e.g. usd, inr")
+
+    @property
+    def unit_amount(self) -> int:
+        """The price in the currency's smallest unit (cents, paise), as Stripe's ``unit_amount`` wants it."""
+        exponent = 0 if self.currency in ZERO_DECIMAL_CURRENCIES else 2
+        return int(self.price.scaleb(exponent))
+
+    @model_validator(mode="after")
+    def _whole_minor_units(self) -> _Priced:
+        exponent = 0 if self.currency in ZERO_DECIMAL_CURRENCIES else 2
+        if self.price.scaleb(exponent) != self.price.scaleb(exponent).to_integral_value():
+            raise ValueError(f"price {self.price} {self.currency} is not a whole number of the smallest unit")
+        return self
+
+
+class PackSpec(_Priced):
+    """A credit pack: ``credits`` that never expire, for ``price`` ``currency``."""
+
+    credits: int = Field(gt=0)
+    currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
+
+
+class PlanSpec(_Priced):
+    """An hourly session plan: ``images`` and ``videos`` usable for ``duration_minutes`` after activation, on
+    ``models`` only."""
+
+    images: int = Field(ge=0)
+    videos: int = Field(ge=0)
+    duration_minutes: int = Field(default=60, ge=1, le=60 * 24 * 31)
+    models: list[str] = Field(default_factory=lambda: ["flux_schnell", "sdxl"], min_length=1)
+    currency: str = Field(default="inr", pattern=r"^[a-z]{3}$")
+
+
+def default_packs() -> dict[str, PackSpec]:
+    return {
+        "starter": PackSpec(name="Starter", credits=50, price=Decimal("9.99"), currency="usd"),
+        "creator": PackSpec(name="Creator", credits=200, price=Decimal("29.99"), currency="usd"),
+        "professional": PackSpec(name="Professional", credits=500, price=Decimal("59.99"), currency="usd"),
+        "enterprise": PackSpec(name="Enterprise", credits=1500, price=Decimal("149.99"), currency="usd"),
+    }
+
+
+def default_plans() -> dict[str, PlanSpec]:
+    return {
+        "flash_lite": PlanSpec(name="Flash Lite", price=Decimal("50"), currency="inr", images=3, videos=0),
+        "flash": PlanSpec(name="Flash", price=Decimal("100"), currency="inr", images=8, videos=1),
+        "pro": PlanSpec(name="Pro", price=Decimal("200"), currency="inr", images=15, videos=3),
+    }
+
+
+def default_models() -> dict[str, ModelSpec]:
+    flux_ratios = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
+    return {
+        "flux_schnell": ModelSpec(
+            ref="black-forest-labs/flux-schnell",
+            price=1,
+            family="flux",
+            aspect_ratios=flux_ratios,
+            description="FLUX.1 [schnell]: fastest, good for live calls",
+        ),
+        "flux_dev": ModelSpec(
+            ref="black-forest-labs/flux-dev",
+            price=2,
+            family="flux",
+            aspect_ratios=flux_ratios,
+            description="FLUX.1 [dev]: higher quality, slower",
+        ),
+        "flux_pro": ModelSpec(
+            ref="black-forest-labs/flux-1.1-pro",
+            price=5,
+            family="flux_pro",
+            max_outputs=1,
+            aspect_ratios=["1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3"],
+            description="FLUX 1.1 [pro]: best quality, one image per request",
+        ),
+        "sdxl": ModelSpec(
+            ref="stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc",
+            price=1,
+            family="sdxl",
+            aspect_ratios=["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"],
+            description="Stable Diffusion XL",
+        ),
+    }
+
+
+def default_styles() -> dict[str, str]:
+    return {
+        "photorealistic": "photorealistic, natural lighting, high detail, sharp focus, 35mm photograph",
+        "artistic": "artistic illustration, painterly, expressive brush strokes, rich colors",
+        "sketch": "pencil sketch, hand-drawn, graphite linework, white paper",
+        "modern": "modern, clean minimalist design, contemporary, soft even lighting",
+    }

@@ -1,0 +1,233 @@
+"""Generation jobs: submit (job row + credit hold in one transaction), read, wait.
+
+Lifecycle (ARCHITECTURE.md "Generation job lifecycle")::
+
+    submit: job row (idempotency key unique per account) + hold, one transaction      status queued
+    run:    provider create (sync wait) → prediction id saved → short polling           status running
+            → outputs downloaded (retries) → blob store → assets → settle → event      status succeeded
+            → thumbnails, after the event (they are not on the time-to-screen path)
+    any failure → release the hold (exactly once)                                       status failed
+    restart → jobs whose runner's lease expired are resumed by prediction id, or failed and released
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from core.clock import Clock
+from core.config import Settings
+from core.credits import CreditService, insufficient, missing_account
+from core.errors import Conflict, InvalidRequest, NotFound
+from core.generation.runner import JobRunner, Listener
+from core.generation.views import GenerationRequest, JobView, job_view
+from core.library import Library
+from core.prompts import apply_style, check_prompt
+from core.providers import ImageProvider
+from storage.blobs import LocalBlobStore
+from storage.errors import AccountMissing, DuplicateKey, NotEnoughUnits
+from storage.records import JobRecord, record
+from storage.repositories.jobs import JobRepository
+
+log = logging.getLogger(__name__)
+
+
+class GenerationService:
+    """Creates, runs, resumes and reports generation jobs. Owns its background tasks (``close``).
+
+    Args:
+        jobs: the jobs' storage.
+        settings: models, styles, prompt rules and ``generation`` settings.
+        credits: which units pay for a job (``charge_options``).
+        library: the outputs become library assets.
+        provider: the image provider (Replicate).
+        blobs: where outputs are stored.
+        clock: time source.
+        sleep: the pause between download attempts (seconds).
+    """
+
+    def __init__(
+        self,
+        *,
+        jobs: JobRepository,
+        settings: Settings,
+        credits: CreditService,
+        library: Library,
+        provider: ImageProvider,
+        blobs: LocalBlobStore,
+        clock: Clock,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.jobs = jobs
+        self.settings = settings
+        self.credits = credits
+        self.library = library
+        self.provider = provider
+        self.clock = clock
+        self._listeners: list[Listener] = []
+        self.runner = JobRunner(
+            jobs=jobs, settings=settings, library=library, provider=provider, blobs=blobs, clock=clock,
+            notify=self._notify, sleep=sleep,
+        )  # fmt: skip
+
+    @property
+    def runner_id(self) -> str:
+        """The lease owner id of this process's runner."""
+        return self.runner.runner_id
+
+    def _validated(self, request: GenerationRequest) -> tuple[str, str, str, str]:
+        """``(model name, prompt, styled prompt, aspect ratio)``; raises ``InvalidRequest`` naming the field."""
+        cfg = self.settings
+        model_name = request.model or cfg.generation.default_model
+        if model_name not in cfg.models:
+            choices = ", ".join(sorted(cfg.models))
+            raise InvalidRequest(f"unknown model {model_name!r}; choose one of {choices}", field="model")
+        spec = cfg.models[model_name]
+        prompt = check_prompt(request.prompt, cfg.prompts.blocked_terms, max_length=cfg.prompts.max_length)
+        styled = apply_style(prompt, request.style, cfg.styles)
+        aspect = request.aspect_ratio or "1:1"
+        if aspect not in spec.aspect_ratios:
+            raise InvalidRequest(
+                f"aspect_ratio {aspect!r} is not accepted by {model_name}; use one of {', '.join(spec.aspect_ratios)}",
+                field="aspect_ratio",
+            )
+        if not 1 <= request.num_outputs <= spec.max_outputs:
+            raise InvalidRequest(
+                f"num_outputs must be between 1 and {spec.max_outputs} for {model_name}", field="num_outputs"
+            )
+        if request.seed is not None and not 0 <= request.seed < 2**32:
+            raise InvalidRequest("seed must be between 0 and 4294967295", field="seed")
+        if request.idempotency_key is not None and len(request.idempotency_key) > 255:
+            raise InvalidRequest("idempotency key must be at most 255 characters", field="idempotency_key")
+        return model_name, prompt, styled, aspect
+
+    def _row(self, account_id: int, request: GenerationRequest) -> dict[str, Any]:
+        """The new job's columns (but ``unit`` and ``cost``, which the hold decides)."""
+        model_name, prompt, styled, aspect = self._validated(request)
+        hashed = [model_name, prompt, request.style, aspect, request.num_outputs, request.seed, request.conversation_id]
+        now = self.clock.now()
+        return {
+            "id": uuid.uuid4().hex, "account_id": account_id, "kind": "image", "model": model_name, "prompt": prompt,
+            "params": {"style": request.style, "aspect_ratio": aspect, "seed": request.seed, "styled_prompt": styled},
+            "num_outputs": request.num_outputs, "status": "queued", "prediction_id": None, "error_code": None,
+            "error": None, "charged": 0, "charge_state": "held", "source": request.source,
+            "conversation_id": request.conversation_id,
+            "idempotency_key": request.idempotency_key or f"auto:{uuid.uuid4().hex}",
+            "request_hash": hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest(),
+            "lease_owner": self.runner.runner_id,
+            "lease_expires_at": now + timedelta(seconds=self.settings.generation.lease_seconds),
+            "created_at": now, "started_at": None, "finished_at": None,
+        }  # fmt: skip
+
+    async def submit(self, account_id: int, request: GenerationRequest) -> JobView:
+        """Create the job and hold its price in one transaction, then start it in the background.
+
+        Returns:
+            The job (``queued``). With an ``idempotency_key`` this account already used for the same request,
+            that job, and nothing is charged.
+
+        Raises:
+            InvalidRequest: a bad field (named), or no such account.
+            PromptRefused: the prompt is blocked.
+            InsufficientCredits: the account cannot pay; nothing written.
+            Conflict: the idempotency key was used for a different request.
+            ProviderNotConfigured: the provider has no credentials.
+        """
+        values = self._row(account_id, request)
+        self.provider.check_ready()
+        options = [(c.unit, c.amount) for c in self.credits.charge_options(
+            request.num_outputs, self.settings.models[values["model"]].price
+        )]  # fmt: skip
+        try:
+            created = await self.jobs.create(
+                values, options, reuse_key=request.idempotency_key is not None, now=values["created_at"]
+            )
+        except NotEnoughUnits as err:
+            raise insufficient(err) from err
+        except AccountMissing as err:
+            raise missing_account(err) from err
+        except DuplicateKey:  # another process inserted the same key between our read and our insert
+            existing = await self.jobs.by_key(account_id, values["idempotency_key"])
+            if existing is None:
+                raise
+            return await self._same_request(*existing, values["request_hash"])
+        if created.existing is not None:
+            return await self._same_request(*created.existing, values["request_hash"])
+        job = record(JobRecord, {**values, "unit": created.unit, "cost": created.amount})
+        view = job_view(job, [])
+        self._notify("generation_started", view)
+        self.runner.spawn(job.id, job)
+        return view
+
+    async def _same_request(self, job_id: str, job_hash: str, request_hash: str) -> JobView:
+        if job_hash != request_hash:
+            raise Conflict("this idempotency key was already used for a different request", field="idempotency_key")
+        return await self.get(job_id)
+
+    async def generate(self, account_id: int, request: GenerationRequest, *, timeout: float | None = None) -> JobView:
+        """``submit`` and wait until the job finishes (or ``timeout`` seconds pass; then it is still running)."""
+        job = await self.submit(account_id, request)
+        return await self.wait(job.id, timeout=timeout)
+
+    async def get(self, job_id: str, account_id: int | None = None) -> JobView:
+        """The job with its assets.
+
+        Raises:
+            NotFound: no such job, or it belongs to another account than ``account_id``.
+        """
+        job = await self.jobs.get(job_id)
+        if job is None or (account_id is not None and job.account_id != account_id):
+            raise NotFound(f"job {job_id} does not exist")
+        assets = await self.library.for_job(job_id) if job.status == "succeeded" else []
+        return job_view(job, assets, self.runner.running_since(job_id))
+
+    async def wait(self, job_id: str, *, timeout: float | None = None) -> JobView:
+        """Wait until the job is finished or ``timeout`` seconds pass; returns its latest state.
+
+        A job run by this process wakes its waiters in the step that records it; one run elsewhere is polled
+        every 0.25 s.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.runner.runs(job_id):
+                done = await self.runner.wait_local(job_id, deadline)
+                return done if done is not None else await self.get(job_id)
+            view = await self.get(job_id)
+            if view.done or (deadline is not None and time.monotonic() >= deadline):
+                return view
+            await asyncio.sleep(0.25)
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(event_type, job)`` on ``generation_started``, ``image_generated`` and
+        ``generation_failed``. Listeners must not block."""
+        self._listeners.append(listener)
+
+    def _notify(self, event: str, job: JobView) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event, job)
+            except Exception:
+                log.exception("job listener failed on %s", event)
+
+    def start_thumbnail_worker(self) -> None:
+        """Start the thumbnail worker now instead of at the first finished job."""
+        self.runner.thumbnails.start()
+
+    async def resume_unfinished(self) -> tuple[list[str], list[str]]:
+        """``JobRunner.resume_unfinished``: ``(resumed job ids, failed job ids)``."""
+        return await self.runner.resume_unfinished()
+
+    async def drain(self) -> None:
+        """Wait for every job this process is running, and their thumbnails."""
+        await self.runner.drain()
+
+    async def close(self) -> None:
+        """Cancel running jobs (their leases lapse; another process resumes them) and wait for the tasks."""
+        await self.runner.close()

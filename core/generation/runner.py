@@ -1,0 +1,358 @@
+"""Running jobs: the provider prediction, the outputs stored, the charge settled or released, leases, resume.
+
+A job is run by the process holding its lease (``lease_owner``, renewed every ``lease_seconds / 3``), so
+several processes (the server, a CLI, replicas) can share one database without running a job twice; a job
+whose lease lapsed is taken over by prediction id (``resume_unfinished``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from core.clock import Clock
+from core.config import Settings
+from core.errors import (
+    GenerationCanceled,
+    InvalidRequest,
+    ModelFailed,
+    OutputDownloadFailed,
+    ProviderError,
+    ShowmeError,
+)
+from core.generation.thumbnails import Thumbnailer
+from core.generation.views import JobView, job_view
+from core.library import Library
+from core.media import NotAnImage, probe_image
+from core.providers import ImageProvider, OutputReadError, PredictionState, ProviderInput, ProviderOutput
+from storage.blobs import LocalBlobStore
+from storage.records import JobRecord
+from storage.repositories.jobs import JobRepository
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, JobView], Any]
+FINISHED_KEPT_SECONDS = 60
+
+
+class JobRunner:
+    """Runs the jobs of this process in the background and wakes their waiters. Owns its tasks (``close``).
+
+    Args:
+        jobs: the jobs' storage.
+        settings: ``generation``, ``replicate`` and ``models`` are read.
+        library: makes the views of stored outputs and forgets cached searches they change.
+        provider: the image provider.
+        blobs: where outputs are stored.
+        clock: time source.
+        notify: called with ``(event type, job)`` as jobs finish.
+        sleep: the pause between download attempts (seconds).
+    """
+
+    def __init__(
+        self,
+        *,
+        jobs: JobRepository,
+        settings: Settings,
+        library: Library,
+        provider: ImageProvider,
+        blobs: LocalBlobStore,
+        clock: Clock,
+        notify: Listener,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.jobs = jobs
+        self.settings = settings
+        self.library = library
+        self.provider = provider
+        self.blobs = blobs
+        self.clock = clock
+        self.notify = notify
+        self.runner_id = uuid.uuid4().hex
+        self.thumbnails = Thumbnailer(
+            jobs, blobs, settings.media.thumbnail_pixels, settings.generation.thumbnail_worker
+        )
+        self._sleep = sleep
+        self._slots = asyncio.Semaphore(settings.generation.max_concurrent_jobs)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._fresh: dict[str, JobRecord] = {}  # jobs submitted here: no need to read them back
+        self._prediction_ids: dict[str, str] = {}
+        self._running: dict[str, datetime] = {}  # job id → when this process started it
+        self._finished: dict[str, tuple[float, JobView]] = {}  # (monotonic expiry, job), oldest first
+        self._waiters: dict[str, list[asyncio.Future[JobView | None]]] = {}
+        self._lease_keeper: asyncio.Task[None] | None = None
+
+    def running_since(self, job_id: str) -> datetime | None:
+        """When this process started running the job, or None when it does not run it."""
+        return self._running.get(job_id)
+
+    def runs(self, job_id: str) -> bool:
+        """True while the job's task lives in this process."""
+        return job_id in self._tasks
+
+    def spawn(self, job_id: str, fresh: JobRecord | None = None) -> None:
+        """Run the job in the background (``fresh``: the row just inserted, so it is not read back)."""
+        if job_id in self._tasks:
+            return
+        if fresh is not None:
+            self._fresh[job_id] = fresh
+        task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._ended(job_id))
+        if self._lease_keeper is None or self._lease_keeper.done():
+            self._lease_keeper = asyncio.create_task(self._keep_leases(), name="job-leases")
+
+    async def wait_local(self, job_id: str, deadline: float | None) -> JobView | None:
+        """The finished job once this process finishes it, or None at ``deadline`` (monotonic seconds) or when
+        its task ended without finishing it here."""
+        finished = self._finished.get(job_id)
+        if finished is not None:
+            return finished[1]
+        waiter: asyncio.Future[JobView | None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(job_id, [])
+        waiters.append(waiter)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(remaining):
+                return await waiter
+        except TimeoutError:
+            return None
+        finally:
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+
+    def _ended(self, job_id: str) -> None:
+        """The job's task is over; waiters not woken by ``_remember`` read the job from the database."""
+        self._tasks.pop(job_id, None)
+        for waiter in self._waiters.pop(job_id, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of every job this process runs, one write every ``lease_seconds / 3``; ends when
+        no job is left (``spawn`` starts it again)."""
+        lease = self.settings.generation.lease_seconds
+        while self._tasks:
+            await asyncio.sleep(lease / 3)
+            ids = list(self._tasks)
+            if not ids:
+                return
+            try:
+                await self.jobs.renew_leases(ids, self.runner_id, self.clock.now() + timedelta(seconds=lease))
+            except Exception:  # a database hiccup: try again next period, before the leases run out
+                log.exception("renewing the leases of %d running jobs failed", len(ids))
+
+    async def _run(self, job_id: str) -> None:
+        async with self._slots:
+            try:
+                await self._execute(job_id)
+            except asyncio.CancelledError:
+                raise  # shutting down: the lease lapses and the job is resumed later
+            except ShowmeError as err:
+                await self._fail(job_id, err)
+            except Exception as err:
+                log.exception("job %s failed unexpectedly", job_id)
+                await self._fail(job_id, ProviderError(f"unexpected error: {type(err).__name__}: {err}"))
+            finally:
+                self._running.pop(job_id, None)
+                self._fresh.pop(job_id, None)
+
+    async def _execute(self, job_id: str) -> None:
+        job = self._fresh.pop(job_id, None)
+        if job is None:  # resumed after a restart: read it back and mark it running
+            job = await self.jobs.start(job_id, self.clock.now())
+            if job is None:
+                return
+        started_at = self._running[job_id] = job.started_at or self.clock.now()
+        state = await self._predict(job, started_at)
+        with self.thumbnails.busy():
+            stored = await self._collect(state, job.num_outputs)
+            await self._succeed(job, [(index, meta) for index, (meta, _) in stored])
+        started = self.thumbnails.add([(job_id, index, data) for index, (_, data) in stored])
+        if started is not None:
+            self._background.add(started)
+            started.add_done_callback(self._background.discard)
+
+    async def _predict(self, job: JobRecord, started_at: datetime) -> PredictionState:
+        """The job's finished prediction: resumed by its id, or created (and its id saved while it runs)."""
+        spec = self.settings.models.get(job.model)
+        if spec is None:
+            raise InvalidRequest(f"model {job.model!r} is no longer configured", field="model")
+        timeout = self.settings.replicate.timeout_seconds
+        if job.prediction_id:
+            elapsed = (self.clock.now() - started_at).total_seconds()
+            return await self.provider.wait(job.prediction_id, timeout=max(0.0, timeout - elapsed))
+        began = time.monotonic()
+        state = await self.provider.create(
+            ProviderInput(
+                model_name=job.model,
+                model=spec,
+                prompt=str(job.params.get("styled_prompt") or job.prompt),
+                aspect_ratio=str(job.params.get("aspect_ratio") or "1:1"),
+                num_outputs=job.num_outputs,
+                output_format=self.settings.generation.output_format,
+                seed=job.params.get("seed"),
+            )
+        )
+        self._prediction_ids[job.id] = state.id
+        if state.done:
+            return state
+        # Durability: from here on a restart must find the prediction to resume it.
+        await self.jobs.set_running(job.id, state.id, started_at)
+        return await self.provider.wait(state.id, timeout=max(0.0, timeout - (time.monotonic() - began)))
+
+    async def _collect(self, state: PredictionState, outputs: int) -> list[tuple[int, tuple[dict[str, Any], bytes]]]:
+        """The prediction's outputs stored: ``[(output index, (asset columns, image bytes)), …]``, those that
+        could be stored. Raises the prediction's failure, or the first download's when none was stored."""
+        if state.status == "failed":
+            raise ModelFailed(f"the model failed: {state.error or 'no error message given'}")
+        if state.status == "canceled":
+            raise GenerationCanceled("the prediction was canceled")
+        files = list(state.outputs)[:outputs]
+        if not files:
+            raise ProviderError("the model finished without any output")
+        stored: list[tuple[dict[str, Any], bytes] | BaseException]
+        if len(files) == 1:  # the usual case, without a task per output
+            try:
+                stored = [await self._store(files[0])]
+            except Exception as err:
+                stored = [err]
+        else:
+            stored = await asyncio.gather(*(self._store(f) for f in files), return_exceptions=True)
+        good = [(i, s) for i, s in enumerate(stored) if not isinstance(s, BaseException)]
+        if not good:
+            first = next(s for s in stored if isinstance(s, BaseException))
+            if isinstance(first, ShowmeError):
+                raise first
+            raise OutputDownloadFailed(f"could not store the output: {first}")
+        return good
+
+    async def _download(self, output: ProviderOutput) -> bytes:
+        cfg = self.settings.generation
+        last: Exception | None = None
+        for attempt in range(cfg.download_attempts):
+            try:
+                async with asyncio.timeout(cfg.download_timeout_seconds):
+                    data = await output.read()
+                if not data:
+                    raise ValueError("empty response body")
+                return data
+            except (OutputReadError, httpx.HTTPError, TimeoutError, ValueError) as err:
+                last = err
+                log.warning("download of %s failed (attempt %d): %r", output.url, attempt + 1, err)
+            if attempt + 1 < cfg.download_attempts:
+                backoff = cfg.download_backoff_seconds
+                await self._sleep(backoff[min(attempt, len(backoff) - 1)] if backoff else 0)
+        raise OutputDownloadFailed(
+            f"could not download the output after {cfg.download_attempts} attempts: {type(last).__name__}: {last}"
+        )
+
+    async def _store(self, output: ProviderOutput) -> tuple[dict[str, Any], bytes]:
+        data = await self._download(output)
+        try:
+            info = probe_image(data)  # header only, no pixel decoding
+        except NotAnImage as err:
+            raise OutputDownloadFailed(f"the output at {output.url} is not an image: {err}") from err
+        blob = await self.blobs.put(data, info.ext)
+        meta = {
+            "blob_key": blob.key, "sha256": blob.sha256, "size_bytes": blob.size_bytes, "mime": info.mime,
+            "width": info.width, "height": info.height, "thumb_key": None,
+        }  # fmt: skip
+        return meta, data
+
+    async def _succeed(self, job: JobRecord, stored: list[tuple[int, dict[str, Any]]]) -> None:
+        now = self.clock.now()
+        tags = ",".join(t for t in (job.model, job.params.get("style")) if t)
+        assets = [
+            {
+                "account_id": job.account_id, "job_id": job.id, "output_index": index, "kind": "image",
+                "name": job.prompt[:120], "description": "", "tags": tags, "category": "generated", "folder": None,
+                "favorite": False, "prompt": job.prompt, "model": job.model, "use_count": 0, "view_count": 0,
+                "created_at": now, "updated_at": now, **blob,
+            }
+            for index, blob in stored
+        ]  # fmt: skip
+        times = (self._running.get(job.id), now)
+        finished = await self.jobs.finish(job.id, job.account_id, assets, times, self._prediction_ids.pop(job.id, None))
+        if finished is None:
+            return
+        self.library.invalidate(job.account_id)  # the new images are searchable by their prompt
+        view = job_view(finished.job, [self.library.view(a) for a in finished.assets])
+        self.notify("image_generated", self._remember(view))
+
+    async def _fail(self, job_id: str, err: ShowmeError) -> None:
+        outcome = {
+            "status": "canceled" if isinstance(err, GenerationCanceled) else "failed",
+            "error_code": err.code,
+            "error": err.message,
+            "prediction_id": self._prediction_ids.pop(job_id, None),
+        }
+        await self.jobs.fail(job_id, outcome, (self._running.get(job_id), self.clock.now()))
+        job = await self.jobs.get(job_id)
+        if job is not None:
+            self.notify("generation_failed", self._remember(job_view(job, [])))
+
+    def _remember(self, view: JobView) -> JobView:
+        """Keep a finished job a minute for later waiters, and wake the present ones with it."""
+        self._running.pop(view.id, None)
+        # Expired entries go here rather than by a timer each (the loop's timer heap compares in Python).
+        now = time.monotonic()
+        finished = self._finished
+        while finished:
+            oldest = next(iter(finished))
+            if finished[oldest][0] > now:
+                break
+            del finished[oldest]
+        finished.pop(view.id, None)
+        finished[view.id] = (now + FINISHED_KEPT_SECONDS, view)
+        for waiter in self._waiters.pop(view.id, []):
+            if not waiter.done():
+                waiter.set_result(view)
+        return view
+
+    async def resume_unfinished(self) -> tuple[list[str], list[str]]:
+        """Take over unfinished jobs whose runner stopped renewing its lease.
+
+        Jobs with a prediction id are resumed (polled to the end); the others are failed and their hold
+        released. Returns ``(resumed job ids, failed job ids)``.
+        """
+        now = self.clock.now()
+        expires = now + timedelta(seconds=self.settings.generation.lease_seconds)
+        resumed: list[str] = []
+        failed: list[str] = []
+        for job_id in await self.jobs.lapsed(now):
+            prediction_id = await self.jobs.claim(job_id, self.runner_id, now, expires)
+            if prediction_id is False:
+                continue
+            if prediction_id:
+                resumed.append(job_id)
+                self.spawn(job_id)
+            else:
+                failed.append(job_id)
+                message = "the generation was interrupted before the provider accepted it; nothing was charged"
+                await self._fail(job_id, ProviderError(message))
+        return resumed, failed
+
+    async def drain(self) -> None:
+        """Wait for every job this process is running, and their thumbnails."""
+        while self._tasks or self._background:
+            await asyncio.gather(*list(self._tasks.values()), *list(self._background), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel running jobs (their leases lapse; another process resumes them) and wait for the tasks."""
+        tasks = [*self._tasks.values(), *self._background]
+        if self._lease_keeper is not None:
+            tasks.append(self._lease_keeper)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.thumbnails.close()

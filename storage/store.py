@@ -1,0 +1,36 @@
+"""Every repository over one ``Database``: what the services are built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.db import Database
+from storage.repositories.accounts import AccountRepository
+from storage.repositories.assets import AssetRepository
+from storage.repositories.grants import CreditRepository
+from storage.repositories.jobs import JobRepository
+from storage.repositories.orders import OrderRepository
+
+
+@dataclass(frozen=True)
+class Store:
+    """The repositories of one database."""
+
+    db: Database
+    accounts: AccountRepository
+    credits: CreditRepository
+    jobs: JobRepository
+    assets: AssetRepository
+    orders: OrderRepository
+
+    @classmethod
+    def of(cls, db: Database) -> Store:
+        """The repositories over ``db``."""
+        return cls(
+            db=db,
+            accounts=AccountRepository(db),
+            credits=CreditRepository(db),
+            jobs=JobRepository(db),
+            assets=AssetRepository(db),
+            orders=OrderRepository(db),
+        )

@@ -1,0 +1,155 @@
+"""The composition root: every service built from settings once per process (``tools.app`` and the CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from core.accounts import AccountService
+from core.billing import Billing
+from core.chat import ChatService
+from core.clock import Clock, SystemClock
+from core.config import Secrets, Settings, load_secrets
+from core.credits import CreditService
+from core.errors import ConfigError
+from core.events import LocalEventHub
+from core.gallery import Gallery
+from core.generation import GenerationService
+from core.library import Library, UseRecorder
+from core.providers import ImageProvider
+from core.providers.payments import PaymentProvider
+from core.providers.replicate import ReplicateProvider
+from core.providers.stripe import StripePayments
+from core.tools import ToolRegistry
+from core.viewers import ViewerTokens, load_or_create_secret
+from storage import migrate
+from storage.blobs import LocalBlobStore
+from storage.db import Database, create_engine
+from storage.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: Store
+    clock: Clock
+    blobs: LocalBlobStore
+    credits: CreditService
+    accounts: AccountService
+    library: Library
+    provider: ImageProvider
+    generation: GenerationService
+    secrets: Secrets
+    hub: LocalEventHub
+    gallery: Gallery
+    uses: UseRecorder
+    tools: ToolRegistry
+    viewer_tokens: ViewerTokens
+    payments: PaymentProvider
+    billing: Billing
+
+
+def chat_service(services: Services, platform: str, max_queued: int) -> ChatService:
+    """The chat core of one adapter (``telegram``, ``discord``)."""
+    return ChatService(
+        platform=platform, settings=services.settings, accounts=services.accounts, generation=services.generation,
+        billing=services.billing, credits=services.credits, library=services.library, blobs=services.blobs,
+        max_queued=max_queued,
+    )  # fmt: skip
+
+
+async def prepare_database(db: Database, settings: Settings) -> None:
+    """Upgrade a SQLite database in place; require ``showme db upgrade`` for any other database.
+
+    Raises ``ConfigError`` when a non-SQLite database is behind the code's migrations.
+    """
+    if db.is_sqlite and settings.database.auto_upgrade:
+        await migrate.upgrade(db.engine)
+        return
+    current = await migrate.current_revision(db.engine)
+    if current != migrate.head_revision():
+        raise ConfigError(
+            f"the database is at migration {current or 'none'}, the code needs {migrate.head_revision()}: "
+            "run `showme db upgrade`"
+        )
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def build_services(
+    settings: Settings, db: Database, clock: Clock, secrets: Secrets, provider: ImageProvider, payments: PaymentProvider
+) -> Services:
+    """Every service over ``db``, wired together (nothing is started: see ``open_services``)."""
+    store = Store.of(db)
+    blobs = LocalBlobStore(settings.media.root)
+    credits = CreditService(store.credits, settings.credits, clock)
+    media = settings.media
+    library = Library(
+        store.assets, blobs, settings.media_base_url, clock,
+        cache_seconds=media.search_cache_seconds, stale_seconds=media.search_stale_seconds,
+    )  # fmt: skip
+    generation = GenerationService(
+        jobs=store.jobs, settings=settings, credits=credits, library=library, provider=provider, blobs=blobs,
+        clock=clock,
+    )  # fmt: skip
+    hub = LocalEventHub(settings.viewers.queue_size)
+    gallery = Gallery(hub, store.jobs, store.assets, library)
+    generation.subscribe(gallery.on_job)
+    uses = UseRecorder(store.assets, clock)
+    signing_key = load_or_create_secret(_secret(secrets.secret_key), settings.server.secret_key_file)
+    return Services(
+        settings=settings, db=db, store=store, clock=clock, blobs=blobs, credits=credits,
+        accounts=AccountService(store.accounts, credits, clock, key_cache_seconds=settings.tools.key_cache_seconds),
+        library=library, provider=provider, generation=generation, secrets=secrets, hub=hub, gallery=gallery,
+        uses=uses, tools=ToolRegistry(settings, generation, library, gallery, uses, clock),
+        viewer_tokens=ViewerTokens(signing_key, clock, settings.viewers.token_ttl_seconds), payments=payments,
+        billing=Billing(store.orders, settings, credits, payments, clock, link_secret=signing_key),
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    provider: ImageProvider | None = None,
+    secrets: Secrets | None = None,
+    payments: PaymentProvider | None = None,
+) -> AsyncIterator[Services]:
+    """Open the database (upgrading SQLite in place) and build every service; on exit stop running jobs,
+    write pending asset uses, close the providers and dispose of the engine.
+
+    ``provider`` (images) and ``payments`` replace Replicate and Stripe (built from ``secrets``) when given.
+
+    Raises:
+        ConfigError: a PostgreSQL database behind the code's migrations.
+    """
+    secrets = secrets or load_secrets()
+    db = Database(
+        create_engine(settings.database.url, echo=settings.database.echo),
+        writer_process=settings.database.writer_process,
+    )
+    owned_provider = provider is None
+    try:
+        await prepare_database(db, settings)
+        provider = provider or ReplicateProvider(settings.replicate, _secret(secrets.replicate_api_token))
+        payments = payments or StripePayments(
+            settings.stripe, _secret(secrets.stripe_secret_key), _secret(secrets.stripe_webhook_secret)
+        )
+        services = build_services(settings, db, clock or SystemClock(), secrets, provider, payments)
+        try:
+            yield services
+        finally:
+            await services.generation.close()
+            await services.uses.flush()
+            if owned_provider:
+                await provider.close()
+            await payments.close()
+    finally:
+        await db.dispose()
