@@ -1,7 +1,8 @@
 """Replicate provider on the official ``replicate`` client (1.0.x).
 
-Wire format: ../shared/PROTOCOLS.md "Replicate". Create with ``Prefer: wait=N`` (the client's ``wait=N``), then
-poll ``GET /v1/predictions/{id}`` every ``poll_interval_seconds`` (≤ 0.5 s), cancel past the timeout.
+Wire format: Replicate's HTTP API (replicate.com/docs/reference/http). Create with ``Prefer: wait=N`` (the
+client's ``wait=N``), then poll ``GET /v1/predictions/{id}`` every ``poll_interval_seconds`` (≤ 0.5 s), cancel
+past the timeout.
 https outputs come back from ``replicate.helpers.transform_output`` as ``FileOutput`` objects, plain http
 outputs as strings; both are handled. ``REPLICATE_BASE_URL`` points the client at another server.
 """
@@ -9,7 +10,6 @@ outputs as strings; both are handled. ``REPLICATE_BASE_URL`` points the client a
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import re
 import time
@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from aiolimiter import AsyncLimiter
 from httpx_aiohttp import AiohttpTransport
 from replicate.client import Client
 from replicate.exceptions import ReplicateError
@@ -98,31 +99,6 @@ def translate_error(err: ReplicateError) -> ProviderError:
 _DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(sock_connect=10.0, sock_read=30.0)
 
 
-class CreateWindow:
-    """At most ``limit`` prediction creates in any ``window`` seconds (Replicate: 600 per minute).
-
-    A burst below the limit goes out at once; past it, each create waits until the oldest one in the window
-    is ``window`` seconds old. Per process: replicas sharing one Replicate account split the limit in config."""
-
-    def __init__(self, limit: int, window: float, sleep: Any = asyncio.sleep) -> None:
-        self.limit = limit
-        self.window = window
-        self._sent: collections.deque[float] = collections.deque()
-        self._lock = asyncio.Lock()
-        self._sleep = sleep
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                while self._sent and now - self._sent[0] >= self.window:
-                    self._sent.popleft()
-                if len(self._sent) < self.limit:
-                    self._sent.append(now)
-                    return
-                await self._sleep(self.window - (now - self._sent[0]))
-
-
 class ReplicateProvider:
     """``ImageProvider`` for Replicate. One instance (one HTTP client) per event loop."""
 
@@ -139,11 +115,10 @@ class ReplicateProvider:
         self.settings = settings
         self._token = api_token
         # httpx on aiohttp's connection pool (httpx-aiohttp): httpcore's pool rescans every waiting request
-        # for every connection, so a burst of 100 concurrent requests cost about 0.6 s of CPU here; on
-        # aiohttp's connector the same burst costs 30 ms. The client wraps this transport in its retrying one.
-        # Output files are fetched on the same aiohttp session directly (a download is a plain GET; skipping
-        # httpx's models halves its CPU cost), so they reuse the pool's open connections: opening one costs
-        # about 0.5 ms of CPU, which adds up when a burst of jobs finishes at once.
+        # for every connection, which a burst of concurrent creates makes quadratic. The client wraps this
+        # transport in its retrying one. Output files are fetched on the same aiohttp session directly (a
+        # download is a plain GET), reusing the pool's open connections when a burst of jobs finishes at once.
+        # Figures: bench/README.md.
         self._max_connections = settings.max_connections
         self._session: aiohttp.ClientSession | None = None
         self._client = Client(
@@ -153,7 +128,9 @@ class ReplicateProvider:
             transport=AiohttpTransport(client=self._http),
         )
         self._sleep = sleep
-        self._creates = CreateWindow(settings.max_creates_per_minute, 60.0, sleep)
+        # Replicate allows 600 creates a minute with short bursts above it (replicate.com/docs/topics/predictions/
+        # rate-limits): a leaky bucket of that rate, per process (replicas split the limit in config).
+        self._creates = AsyncLimiter(settings.max_creates_per_minute, 60.0)
 
     def _http(self) -> aiohttp.ClientSession:
         """The aiohttp session of API calls and downloads, made on first use (it needs the running loop)."""
@@ -167,6 +144,7 @@ class ReplicateProvider:
         return self._session
 
     def check_ready(self) -> None:
+        """Raise ``ProviderNotConfigured`` without a REPLICATE_API_TOKEN."""
         if not self._token:
             raise ProviderNotConfigured("Replicate is not configured: set REPLICATE_API_TOKEN")
 
@@ -192,6 +170,7 @@ class ReplicateProvider:
             return ProviderOutput(url=url[:64], read=item.aread)  # inline output: decoded, not fetched
 
         async def read() -> bytes:
+            """Download the output file once (bytes); raises ``OutputReadError``."""
             try:
                 async with self._http().get(url, timeout=_DOWNLOAD_TIMEOUT) as response:
                     response.raise_for_status()
@@ -246,6 +225,7 @@ class ReplicateProvider:
                 await self._sleep(delay)
 
     async def get(self, prediction_id: str) -> PredictionState:
+        """The prediction's current state (one ``GET /v1/predictions/{id}``)."""
         self.check_ready()
         prediction = await self._call(lambda: self._client.predictions.async_get(prediction_id))
         return self._state(prediction)
@@ -269,6 +249,7 @@ class ReplicateProvider:
             await self._client.predictions.async_cancel(prediction_id)
 
     async def close(self) -> None:
+        """Close the HTTP clients."""
         await self._client._async_client.aclose()
         if self._session is not None:
             await self._session.close()

@@ -248,21 +248,23 @@ async def test_idempotency_key_returns_the_same_job_and_charges_once(
     assert err.value.field == "idempotency_key"
 
 
-async def test_create_window_paces_beyond_the_limit() -> None:
-    from core.providers.replicate import CreateWindow
+async def test_creates_beyond_the_per_minute_limit_wait(services: Services, replicate_fake: FakeReplicate) -> None:
+    """``replicate.max_creates_per_minute`` (Replicate allows 600 with short bursts): a burst up to the limit
+    goes out at once, the next create waits for the bucket to drain."""
+    from core.providers import ProviderInput
+    from core.providers.replicate import ReplicateProvider
 
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        window._sent.popleft()  # time "passes": the oldest create leaves the window
-
-    window = CreateWindow(limit=3, window=60.0, sleep=fake_sleep)
-    for _ in range(3):
-        await window.acquire()
-    assert slept == []  # a burst under the limit goes out at once
-    await window.acquire()
-    assert len(slept) == 1 and 59 < slept[0] <= 60
+    settings = services.settings.replicate.model_copy(update={"max_creates_per_minute": 2})
+    provider = ReplicateProvider(settings, replicate_fake.token)
+    model = services.settings.models["flux_schnell"]
+    request = ProviderInput("flux_schnell", model, "a paced cat", "1:1", 1, "webp")
+    calls = [asyncio.ensure_future(provider.create(request)) for _ in range(3)]
+    done, pending = await asyncio.wait(calls, timeout=3)
+    assert (len(done), len(pending), len(replicate_fake.creates)) == (2, 1, 2)
+    for call in pending:
+        call.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await provider.close()
 
 
 def _second_service(services: Services, settings: Settings) -> GenerationService:
