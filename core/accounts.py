@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from async_lru import alru_cache
+from cachetools import TTLCache
 
 from core.clock import Clock
 from core.credits import CreditService
@@ -19,6 +20,8 @@ from storage.repositories.accounts import AccountRepository
 KEY_PREFIX = "sm_"
 ALL_SCOPES = ("tools", "generate", "library", "credits", "admin")
 KEY_CACHE_SIZE = 10_000
+
+KeyOwner = tuple[int, tuple[str, ...]] | None  # (account id, scopes) of a key, or None
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,11 @@ class AccountService:
         self.repository = repository
         self.credits = credits
         self.clock = clock
-        self._key_owner = (
-            alru_cache(maxsize=KEY_CACHE_SIZE, ttl=key_cache_seconds)(repository.key_owner)
-            if key_cache_seconds > 0
-            else repository.key_owner
+        # Answers (also "no such key") kept ``key_cache_seconds``; concurrent misses share one lookup.
+        self._keys: TTLCache[str, KeyOwner] | None = (
+            TTLCache(KEY_CACHE_SIZE, ttl=key_cache_seconds) if key_cache_seconds > 0 else None
         )
+        self._lookups: dict[str, asyncio.Future[KeyOwner]] = {}
 
     async def create(self, name: str, *, kind: str = "business") -> AccountView:
         """Create an account and grant its starter credits in the same transaction.
@@ -101,9 +104,6 @@ class AccountService:
 
         Returns ``(account, created)``; concurrent first contacts create one account.
         """
-        found = await self.repository.by_identity(platform, external_id)
-        if found is not None:
-            return _view(found), False
         display = name[:200] or f"{platform}:{external_id}"
         account, created = await self.repository.create_for_identity(
             platform, external_id, display, self.clock.now(), self.credits.starter_spec
@@ -138,7 +138,24 @@ class AccountService:
         in the cache share one lookup."""
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
-        return await self._key_owner(hash_key(key))
+        digest = hash_key(key)
+        if self._keys is None:
+            return await self.repository.key_owner(digest)
+        try:
+            return self._keys[digest]  # the hot path of every tool call: no await, no database
+        except KeyError:
+            pass
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = self._lookups[digest] = asyncio.ensure_future(self._look_up(digest))
+            lookup.add_done_callback(lambda _done: self._lookups.pop(digest, None))
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, digest: str) -> KeyOwner:
+        owner = await self.repository.key_owner(digest)
+        if self._keys is not None:
+            self._keys[digest] = owner
+        return owner
 
     async def preferences(self, account_id: int, section: str) -> dict[str, Any]:
         """The account's preferences under ``section`` (``{}`` when none are set).
@@ -159,6 +176,7 @@ class AccountService:
         """
 
         def change(current: dict[str, Any]) -> dict[str, Any]:
+            """The preferences with ``values`` merged into ``section``."""
             return {**current, section: {**dict(current.get(section) or {}), **values}}
 
         if not await self.repository.update_preferences(account_id, change):

@@ -111,7 +111,10 @@ class SearchCache(Generic[V]):
 
     async def get(self, key: SearchKey, search: Callable[[], Awaitable[V]]) -> V:
         """The cached value of ``key``, else ``await search()`` (shared by concurrent callers)."""
-        cached = self._entries.get(key)
+        try:
+            cached = self._entries[key]  # subscription: Mapping.get would consult the timer twice
+        except KeyError:
+            cached = None
         if cached is not None:
             if self._monotonic() < cached[0]:
                 return cached[1]
