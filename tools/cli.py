@@ -274,10 +274,9 @@ async def cmd_library_search(args: argparse.Namespace, s: Services) -> int:
 async def _tune_garbage_collector(_app: object) -> None:
     """Move everything alive once the server has started (modules, settings, SQLAlchemy metadata and compiled
     statements, the clients) out of the garbage collector's reach (``gc.freeze``): a full collection then
-    scans only what requests create (one during a burst of tool calls took 89 ms before). And collect the
-    young generation every 50,000 allocations instead of 700: almost everything a request allocates is
-    freed by reference counting, so frequent young collections mostly find nothing (about 5% of
-    ``show_product_image`` throughput here)."""
+    scans only what requests create. And collect the young generation every 50,000 allocations instead of
+    700: almost everything a request allocates is freed by reference counting, so frequent young collections
+    mostly find nothing (figures: bench/README.md)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
@@ -288,9 +287,7 @@ def new_event_loop(choice: str) -> tuple[asyncio.AbstractEventLoop, str]:
     made. ``auto`` takes uvloop when it can be imported. Raises ``ConfigError`` for ``uvloop`` when it is not
     installed.
 
-    uvloop runs the loop and its socket I/O in C (libuv). Measured with bench/ on this project's 2-core machine
-    (README "Performance"): (a) 0.65 of the bare handler's requests per second instead of 0.59, and (b)'s p99
-    about 20 ms lower on SQLite."""
+    uvloop runs the loop and its socket I/O in C (libuv); what it changes is measured in bench/README.md."""
     if choice in ("auto", "uvloop"):
         try:
             import uvloop

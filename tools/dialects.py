@@ -1,6 +1,6 @@
 """Tool-call dialects: each platform's envelope in, one ``ToolRegistry.call`` per call, its envelope out.
 
-Sources: ../shared/PROTOCOLS.md (ElevenLabs server tools, Vapi tool-calls, Retell custom functions, OpenAI
+Sources: each platform's documentation (ElevenLabs server tools, Vapi tool-calls, Retell custom functions, OpenAI
 function calls, MCP over Streamable HTTP with plain JSON responses).
 """
 
@@ -395,7 +395,7 @@ def _mcp(tool: Tool, base: str, auth: str) -> dict[str, Any]:
 
 def export_tools(registry: ToolRegistry, fmt: str, base_url: str, api_key: str | None = None) -> Any:
     """Tool definitions for platform ``fmt`` (one of ``FORMATS``), pointing at ``base_url``, in each platform's
-    own tool format (../shared/PROTOCOLS.md); MCP's is ``{"tools": [...]}``, the others a list.
+    own tool format (as each platform documents it); MCP's is ``{"tools": [...]}``, the others a list.
 
     ``api_key`` is written into the auth headers; without it a placeholder stands there.
 

@@ -330,10 +330,10 @@ class JobRunner:
         resumed: list[str] = []
         failed: list[str] = []
         for job_id in await self.jobs.lapsed(now):
-            prediction_id = await self.jobs.claim(job_id, self.runner_id, now, expires)
-            if prediction_id is False:
+            claimed = await self.jobs.claim(job_id, self.runner_id, now, expires)
+            if claimed is None:
                 continue
-            if prediction_id:
+            if claimed.prediction_id:
                 resumed.append(job_id)
                 self.spawn(job_id)
             else:

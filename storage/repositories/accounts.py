@@ -67,17 +67,16 @@ class AccountRepository:
     ) -> tuple[AccountRecord, bool]:
         """The identity's account, created (``kind`` customer, with ``starter``) when it has none; concurrent
         first contacts create one account (the unique identity decides). Returns ``(account, created)``."""
-        for _ in range(2):
-            found = await self.by_identity(platform, external_id)
-            if found is not None:
-                return found, False
-            try:
-                return await self.create(name, "customer", now, starter, identity=(platform, external_id)), True
-            except IntegrityError:
-                continue  # another first contact of the same person won the unique (platform, external id) race
         found = await self.by_identity(platform, external_id)
-        assert found is not None
-        return found, False
+        if found is not None:
+            return found, False
+        try:
+            return await self.create(name, "customer", now, starter, identity=(platform, external_id)), True
+        except IntegrityError:  # another first contact of the same person won the unique identity
+            found = await self.by_identity(platform, external_id)
+            if found is None:
+                raise
+            return found, False
 
     async def external_id(self, account_id: int, platform: str) -> str | None:
         """The account's user id on ``platform``, or None."""

@@ -19,7 +19,7 @@ from storage.db import Database
 from storage.errors import DuplicateKey
 from storage.models import Asset, AssetUse, Job
 from storage.records import AssetRecord, JobRecord, record
-from storage.repositories import credits
+from storage.repositories import credits, dialect_insert
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "canceled")
@@ -102,15 +102,13 @@ def _start(conn: Connection, job_id: str, now: datetime) -> JobRecord | None:
     return JobRecord(**{**job.__dict__, "status": "running", "started_at": started_at})
 
 
-def _asset_insert(dialect: str) -> Any:
-    """``INSERT … ON CONFLICT (job_id, output_index) DO NOTHING RETURNING *`` for ``dialect`` (built once)."""
-    statement = _ASSET_INSERTS.get(dialect)
+def _asset_insert(conn: Connection) -> Any:
+    """``INSERT … ON CONFLICT (job_id, output_index) DO NOTHING RETURNING *`` for the connection's dialect
+    (built once per dialect: building it costs more than running it on SQLite)."""
+    statement = _ASSET_INSERTS.get(conn.dialect.name)
     if statement is None:
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        insert_for = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        statement = _ASSET_INSERTS[dialect] = (
-            insert_for(Asset)
+        statement = _ASSET_INSERTS[conn.dialect.name] = (
+            dialect_insert(conn)(Asset)
             .on_conflict_do_nothing(index_elements=["job_id", "output_index"])
             .returning(*Asset.__table__.c)
         )
@@ -131,7 +129,7 @@ def _finish(
     row = conn.execute(_JOB_SUCCEEDED, params).first()
     if row is None:  # no such job, or it had finished
         return None
-    rows = list(conn.execute(_asset_insert(conn.dialect.name), assets))
+    rows = list(conn.execute(_asset_insert(conn), assets))
     job = record(JobRecord, row)
     used = (job.cost // job.num_outputs if job.num_outputs else job.cost) * len(assets)
     if credits.settle(conn, job_id, used, finished_at, account_locked=True):
@@ -166,15 +164,15 @@ def _set_thumbnails(conn: Connection, rows: list[dict[str, Any]]) -> None:
     conn.execute(_SET_THUMB, rows)
 
 
-def _claim(conn: Connection, job_id: str, owner: str, now: datetime, expires: datetime) -> str | bool | None:
+def _claim(conn: Connection, job_id: str, owner: str, now: datetime, expires: datetime) -> JobRecord | None:
     lapsed = or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
     claimed = conn.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE), lapsed)
         .values(lease_owner=owner, lease_expires_at=expires)
-        .returning(Job.prediction_id)
+        .returning(*Job.__table__.c)
     ).first()
-    return False if claimed is None else claimed.prediction_id
+    return None if claimed is None else record(JobRecord, claimed)
 
 
 class JobRepository:
@@ -254,9 +252,9 @@ class JobRepository:
         async with self.db.read() as session:
             return list((await session.scalars(stmt)).all())
 
-    async def claim(self, job_id: str, owner: str, now: datetime, expires: datetime) -> str | bool | None:
-        """Take over a lapsed job's lease; its prediction id (None if it has none), or False when another
-        process took it or it finished."""
+    async def claim(self, job_id: str, owner: str, now: datetime, expires: datetime) -> JobRecord | None:
+        """Take over a lapsed job's lease for ``owner`` until ``expires``; the job, or None when another
+        process took it first or it finished."""
         return await self.db.run_write(_claim, job_id, owner, now, expires)
 
     async def conversation_account(self, conversation_id: str) -> int | None:
