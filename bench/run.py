@@ -278,6 +278,20 @@ def memory_mb(pid: int) -> dict[str, float]:
     }
 
 
+async def _generate(
+    http: aiohttp.ClientSession, base: str, headers: dict[str, str], i: int
+) -> tuple[float, str, float]:
+    """One generate_image call: (seconds, status, when it answered)."""
+    started = time.monotonic()
+    async with http.post(
+        f"{base}/tools/generate_image",
+        headers=headers,
+        json={"prompt": f"granite kitchen variation {i}", "conversation_id": f"burst{i}"},
+    ) as r:
+        body = await r.json()
+    return time.monotonic() - started, body.get("status", str(body)), time.time()
+
+
 async def burst(base: str, key: str, fake: str, pids: dict[str, int], calls: int) -> dict[str, Any]:
     pid = pids["server"]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -292,20 +306,10 @@ async def burst(base: str, key: str, fake: str, pids: dict[str, int], calls: int
         await http.post(f"{fake}/bench/configure", json={"duration": 2.0})
         started_before = {p["id"] for p in await (await http.get(f"{fake}/bench/predictions")).json()}
 
-        async def one(i: int) -> tuple[float, str, float]:
-            started = time.monotonic()
-            async with http.post(
-                f"{base}/tools/generate_image",
-                headers=headers,
-                json={"prompt": f"granite kitchen variation {i}", "conversation_id": f"burst{i}"},
-            ) as r:
-                body = await r.json()
-            return time.monotonic() - started, body.get("status", str(body)), time.time()
-
         burst_started = time.time()
         cpu_before = {name: cpu_seconds(p) for name, p in pids.items()}
         tree_before = cpu_seconds(pid, tree=True)
-        results = await asyncio.gather(*(one(i) for i in range(calls)))
+        results = await asyncio.gather(*(_generate(http, base, headers, i) for i in range(calls)))
         cpu_used = {name: round(cpu_seconds(p) - cpu_before[name], 2) for name, p in pids.items()}
         # The SQLite writer and the thumbnail worker (nice 19; it starts on the images after the answers).
         helpers = cpu_seconds(pid, tree=True) - tree_before - cpu_used["server"]
@@ -439,14 +443,52 @@ async def fan_out(
     }
 
 
-async def main(quick: bool, only: str = "abcd", database_url: str | None = None) -> dict[str, Any]:
-    if not shutil.which("wrk"):
-        sys.exit("bench needs wrk (apt-get install wrk)")
-    raise_nofile()
-    tmp = Path(tempfile.mkdtemp(prefix="showme-bench-"))
-    ports = {name: free_port() for name in ("fake", "bare", "bare_uvloop", "showme")}
-    base, fake = f"http://127.0.0.1:{ports['showme']}", f"http://127.0.0.1:{ports['fake']}"
-    env = {
+async def show_product_image(
+    ports: dict[str, int], pids: dict[str, int], key: str, queries: list[str], quick: bool
+) -> dict[str, Any]:
+    """(a): wrk against the bare handlers and showme in alternating rounds; their combined figures."""
+    base = f"http://127.0.0.1:{ports['showme']}"
+    # Warm-up: each query once (a server in use has seen its agents' queries: the first search of a
+    # query costs a full-text query and an ORM load, 5-10 ms of the event loop here, and a 2 s wrk run
+    # alone did not reach all 200 on a slow day), then 2 s of load.
+    await warm_searches(base, key, sorted(set(queries)))
+    wrk(f"{base}/tools/show_product_image", key, queries, 2)
+    # Alternating rounds, so a change in this shared machine's speed hits both sides alike.
+    rounds: dict[str, list[dict[str, float]]] = {"bare": [], "bare_uvloop": [], "showme": []}
+    targets = (
+        ("bare", f"http://127.0.0.1:{ports['bare']}", pids["bare"]),
+        ("showme", base, pids["showme"]),
+        ("bare_uvloop", f"http://127.0.0.1:{ports['bare_uvloop']}", pids["bare_uvloop"]),
+    )
+    for _ in range(3 if quick else 5):
+        for name, url, pid in targets:
+            cpu_before = cpu_seconds(pid, tree=True)
+            run = wrk(f"{url}/tools/show_product_image", key, queries, 2)
+            # The server's own CPU per request (all its threads): unlike req/s, not moved by how the
+            # two cores are shared with wrk.
+            run["cpu_us_per_request"] = (cpu_seconds(pid, tree=True) - cpu_before) / run["requests"] * 1e6
+            rounds[name].append(run)
+            print(
+                f"(a) {name}: {run['rps']:.0f} req/s, p99 {run['p99_ms']:.1f} ms, "
+                f"{run['cpu_us_per_request']:.0f} µs CPU/request",
+                flush=True,
+            )
+    bare, ours, bare_uvloop = combine(rounds["bare"]), combine(rounds["showme"]), combine(rounds["bare_uvloop"])
+    return {
+        "bare": bare,
+        "showme": ours,
+        "ratio": ours["rps"] / bare["rps"],
+        "bare_uvloop": bare_uvloop,
+        "ratio_to_bare_uvloop": ours["rps"] / bare_uvloop["rps"],
+    }
+
+
+def server_environment(
+    tmp: Path, base: str, fake: str, database_url: str | None, server_env: dict[str, str] | None
+) -> dict[str, str]:
+    """The environment of every process the bench starts: this one's less its SHOWME_ settings, the fake
+    provider, a fresh SQLite file (or ``database_url``) and media folder under ``tmp``, then ``server_env``."""
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("SHOWME_")},
         "PYTHONPATH": str(REPO),
         "REPLICATE_API_TOKEN": "r8_test_token",
@@ -457,7 +499,47 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
         "SHOWME_SERVER__PUBLIC_URL": base,
         "SHOWME_SERVER__ACCESS_LOG": "false",
         "SHOWME_LOG_LEVEL": "WARNING",
+        **(server_env or {}),
     }
+
+
+def bench_queries() -> list[str]:
+    """The 200 product queries (a) cycles through (fixed seeds: the same in every run)."""
+    return [
+        f"{c} {m} {p}"
+        for c, m, p in zip(
+            random.Random(1).choices(COLORS, k=200),
+            random.Random(2).choices(MATERIALS, k=200),
+            random.Random(3).choices(PRODUCTS, k=200),
+            strict=True,
+        )
+    ]
+
+
+def stop(procs: list[subprocess.Popen[bytes]], tmp: Path) -> None:
+    """SIGINT every process (SIGKILL after 10 s) and remove ``tmp`` unless SHOWME_BENCH_KEEP is set."""
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if not os.environ.get("SHOWME_BENCH_KEEP"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def main(
+    quick: bool, only: str = "abcd", database_url: str | None = None, server_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Start the fake provider, the bare handlers and showme, seed a library, and measure ``only``."""
+    if not shutil.which("wrk"):
+        sys.exit("bench needs wrk (apt-get install wrk)")
+    raise_nofile()
+    tmp = Path(tempfile.mkdtemp(prefix="showme-bench-"))
+    ports = {name: free_port() for name in ("fake", "bare", "bare_uvloop", "showme")}
+    base, fake = f"http://127.0.0.1:{ports['showme']}", f"http://127.0.0.1:{ports['fake']}"
+    env = server_environment(tmp, base, fake, database_url, server_env)
     if database_url:
         from storage import migrate
         from storage.db import create_engine
@@ -487,50 +569,11 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
         bare_urls = [f"http://127.0.0.1:{ports[name]}/" for name in ("bare", "bare_uvloop")]
         for url in (f"{fake}/bench/predictions", *bare_urls, f"{base}/healthz"):
             await wait_http(url)
-        queries = [
-            f"{c} {m} {p}"
-            for c, m, p in zip(
-                random.Random(1).choices(COLORS, k=200),
-                random.Random(2).choices(MATERIALS, k=200),
-                random.Random(3).choices(PRODUCTS, k=200),
-                strict=True,
-            )
-        ]
+        queries = bench_queries()
         results: dict[str, Any] = {}
         if "a" in only:
-            # Warm-up: each query once (a server in use has seen its agents' queries: the first search of a
-            # query costs a full-text query and an ORM load, 5-10 ms of the event loop here, and a 2 s wrk run
-            # alone did not reach all 200 on a slow day), then 2 s of load.
-            await warm_searches(base, key, sorted(set(queries)))
-            wrk(f"{base}/tools/show_product_image", key, queries, 2)
-            # Alternating rounds, so a change in this shared machine's speed hits both sides alike.
-            rounds: dict[str, list[dict[str, float]]] = {"bare": [], "bare_uvloop": [], "showme": []}
-            targets = (
-                ("bare", f"http://127.0.0.1:{ports['bare']}", bare_process.pid),
-                ("showme", base, server.pid),
-                ("bare_uvloop", f"http://127.0.0.1:{ports['bare_uvloop']}", bare_uvloop_process.pid),
-            )
-            for _ in range(3 if quick else 5):
-                for name, url, pid in targets:
-                    cpu_before = cpu_seconds(pid, tree=True)
-                    run = wrk(f"{url}/tools/show_product_image", key, queries, 2)
-                    # The server's own CPU per request (all its threads): unlike req/s, not moved by how the
-                    # two cores are shared with wrk.
-                    run["cpu_us_per_request"] = (cpu_seconds(pid, tree=True) - cpu_before) / run["requests"] * 1e6
-                    rounds[name].append(run)
-                    print(
-                        f"(a) {name}: {run['rps']:.0f} req/s, p99 {run['p99_ms']:.1f} ms, "
-                        f"{run['cpu_us_per_request']:.0f} µs CPU/request",
-                        flush=True,
-                    )
-            bare, ours, bare_uvloop = combine(rounds["bare"]), combine(rounds["showme"]), combine(rounds["bare_uvloop"])
-            results["a_show_product_image"] = {
-                "bare": bare,
-                "showme": ours,
-                "ratio": ours["rps"] / bare["rps"],
-                "bare_uvloop": bare_uvloop,
-                "ratio_to_bare_uvloop": ours["rps"] / bare_uvloop["rps"],
-            }
+            processes = {"bare": bare_process.pid, "showme": server.pid, "bare_uvloop": bare_uvloop_process.pid}
+            results["a_show_product_image"] = await show_product_image(ports, processes, key, queries, quick)
             print("a", json.dumps(results["a_show_product_image"]), flush=True)
         if "b" in only:
             pids = {"server": server.pid, "fake provider": fake_process.pid, "bench client": os.getpid()}
@@ -544,15 +587,7 @@ async def main(quick: bool, only: str = "abcd", database_url: str | None = None)
             print("d", json.dumps(results["d_viewer_fan_out"]), flush=True)
         return results
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGINT)
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if not os.environ.get("SHOWME_BENCH_KEEP"):
-            shutil.rmtree(tmp, ignore_errors=True)
+        stop(procs, tmp)
 
 
 def report(r: dict[str, Any]) -> str:
@@ -586,9 +621,14 @@ if __name__ == "__main__":
     parser.add_argument(
         "--database-url", help="a PostgreSQL database (default: a fresh SQLite file); each run seeds a new account"
     )
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="KEY=VALUE",
+        help="a setting for the server, e.g. SHOWME_DATABASE__WRITER_PROCESS=false (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
     options = parser.parse_args()
-    outcome = asyncio.run(main(options.quick, options.only, options.database_url))
+    overrides = dict(item.split("=", 1) for item in options.server_env)
+    outcome = asyncio.run(main(options.quick, options.only, options.database_url, overrides))
     if options.database_url:
         outcome["database"] = "postgresql"
         options.out = options.out.replace("results.json", "results-postgresql.json")
