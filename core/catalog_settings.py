@@ -88,6 +88,7 @@ class PlanSpec(_Priced):
 
 
 def default_packs() -> dict[str, PackSpec]:
+    """The credit packs sold when ``config.yaml`` names none."""
     return {
         "starter": PackSpec(name="Starter", credits=50, price=Decimal("9.99"), currency="usd"),
         "creator": PackSpec(name="Creator", credits=200, price=Decimal("29.99"), currency="usd"),
@@ -97,6 +98,7 @@ def default_packs() -> dict[str, PackSpec]:
 
 
 def default_plans() -> dict[str, PlanSpec]:
+    """The hourly plans sold when ``config.yaml`` names none."""
     return {
         "flash_lite": PlanSpec(name="Flash Lite", price=Decimal("50"), currency="inr", images=3, videos=0),
         "flash": PlanSpec(name="Flash", price=Decimal("100"), currency="inr", images=8, videos=1),
@@ -105,6 +107,7 @@ def default_plans() -> dict[str, PlanSpec]:
 
 
 def default_models() -> dict[str, ModelSpec]:
+    """The Replicate models offered when ``config.yaml`` names none."""
     flux_ratios = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
     return {
         "flux_schnell": ModelSpec(
@@ -140,6 +143,7 @@ def default_models() -> dict[str, ModelSpec]:
 
 
 def default_styles() -> dict[str, str]:
+    """The style presets (name → prompt suffix) when ``config.yaml`` names none."""
     return {
         "photorealistic": "photorealistic, natural lighting, high detail, sharp focus, 35mm photograph",
         "artistic": "artistic illustration, painterly, expressive brush strokes, rich colors",

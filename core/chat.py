@@ -274,12 +274,14 @@ class ChatService:
             yield ChatEvent("failed", self.job_failed_text(job), job)
 
     def model_price(self, model: str | None) -> int:
+        """Credits per image of ``model`` (None: the default model)."""
         return self.settings.models[model or self.settings.generation.default_model].price
 
     # -- sentences -------------------------------------------------------------------------------------------
 
     @staticmethod
     def balance_text(balance: Balance) -> str:
+        """The balance as a chat user reads it: credits, then each session quota with minutes left."""
         lines = [f"You have {balance.credits} credit{'s' if balance.credits != 1 else ''}."]
         for quota in balance.quotas:
             unit = f"{quota.unit}{'s' if quota.remaining != 1 else ''}"
@@ -288,11 +290,13 @@ class ChatService:
         return "\n".join(lines)
 
     def prices_text(self) -> str:
+        """Each model's price per image, in one line."""
         models = ", ".join(f"{name} {spec.price}" for name, spec in self.settings.models.items())
         return f"Credits per image: {models}."
 
     @staticmethod
     def product_label(product: Product) -> str:
+        """A pack or plan as a button label: name, what it gives, price."""
         price = f"{product.price:,} {product.currency.upper()}"
         if product.kind == "pack":
             return f"{product.name}: {product.credits} credits · {price}"
@@ -301,6 +305,7 @@ class ChatService:
 
     @staticmethod
     def job_failed_text(job: JobView) -> str:
+        """The sentence for a failed picture (it was not charged)."""
         reason = job.error or "the image service did not return a picture"
         return f"Sorry, that picture failed: {reason}. You were not charged."
 

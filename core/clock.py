@@ -7,11 +7,14 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    def now(self) -> datetime: ...
+    def now(self) -> datetime:
+        """The current time, an aware UTC ``datetime``."""
+        ...
 
 
 class SystemClock:
     def now(self) -> datetime:
+        """The current time, an aware UTC ``datetime``."""
         return datetime.now(UTC)
 
 
@@ -22,7 +25,9 @@ class ManualClock:
         self._now = start or datetime.now(UTC)
 
     def now(self) -> datetime:
+        """The current time, an aware UTC ``datetime``."""
         return self._now
 
     def advance(self, **delta: float) -> None:
+        """Move the clock forward by ``timedelta`` keyword arguments (``seconds=…``, ``hours=…``)."""
         self._now += timedelta(**delta)

@@ -226,6 +226,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment first: it overrides the YAML file, which arrives as init arguments.
+        """Where values come from, first wins (pydantic-settings' hook)."""
         return (env_settings, init_settings)
 
     @model_validator(mode="after")
@@ -249,6 +250,7 @@ class Settings(BaseSettings):
 
     @property
     def media_base_url(self) -> str:
+        """Where ``/media`` is reached: ``media.public_base_url``, else ``server.public_url`` + ``/media``."""
         return (self.media.public_base_url or f"{self.server.public_url}/media").rstrip("/")
 
 
@@ -283,6 +285,7 @@ class Secrets(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Where values come from, first wins (pydantic-settings' hook)."""
         return (init_settings, env_settings)
 
 
@@ -334,4 +337,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
 
 
 def load_secrets() -> Secrets:
+    """The secrets from the environment (``REPLICATE_API_TOKEN`` …)."""
     return Secrets()

@@ -1,6 +1,6 @@
 """Credits: grants by unit, an append-only ledger, and holds that settle or release exactly once.
 
-Model (../shared/research/payments-and-ledgers.md §2.7, §3):
+Model (a bucketed, append-only ledger with holds):
 
 * A **credit grant** is a bucket of one unit (``credit``, ``image``, ``video``) with ``amount``, ``remaining``,
   ``priority``, optional ``expires_at`` and a unique ``source_ref`` (``starter:<account>``, ``order:<id>``).

@@ -21,6 +21,7 @@ CLOSED = ""  # queued for a dropped subscriber; a serialised event is never empt
 
 
 def channel(account_id: int, conversation_id: str) -> str:
+    """The event channel of one conversation of one account."""
     return f"{account_id}:{conversation_id}"
 
 
@@ -33,6 +34,7 @@ class Subscription:
         self.overflowed = False
 
     async def get(self) -> str:
+        """The next event (waits); ``CLOSED`` once the subscription is closed."""
         return await self.queue.get()
 
 
@@ -44,11 +46,13 @@ class LocalEventHub:
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
 
     def subscribe(self, key: str) -> Subscription:
+        """A new subscription to ``key``'s events (a bounded queue; see ``LocalEventHub``)."""
         sub = Subscription(key, self.queue_size)
         self._subscribers[key].add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering ``key``'s events to ``subscription``."""
         subs = self._subscribers.get(sub.key)
         if subs is not None:
             subs.discard(sub)

@@ -17,6 +17,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def asset_fields(asset: AssetView) -> dict[str, Any]:
+    """The fields every viewer event of an image carries (id, URLs, size in pixels, mime)."""
     return {
         "asset_id": asset.id,
         "url": asset.url,
@@ -50,6 +51,7 @@ def job_event(event_type: str, job: JobView) -> list[dict[str, Any]]:
 
 
 def library_event(asset: AssetView, conversation_id: str, query: str, at: datetime) -> dict[str, Any]:
+    """The ``image_from_library`` viewer event of an asset an agent showed."""
     return {
         "type": "image_from_library",
         "conversation_id": conversation_id,

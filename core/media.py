@@ -59,8 +59,8 @@ def probe_image(data: bytes) -> ImageHeader:
     """Format and width × height (pixels) from the image header, without decoding the pixels.
     Raises ``NotAnImage``.
 
-    imagesize reads the header in about 10 µs; Pillow's ``Image.open`` sets up a whole WebP animation
-    decoder (about 200 µs here, on the event loop for every generated image). Anything imagesize cannot
+    imagesize reads only the header; Pillow's ``Image.open`` sets up a whole WebP animation decoder, on the
+    event loop for every generated image. Anything imagesize cannot
     measure, or an image larger than Pillow's decompression-bomb limit, goes through Pillow, which then
     decides and says what is wrong."""
     fmt = _sniff(data)

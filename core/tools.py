@@ -3,7 +3,7 @@
 A tool is a name, a description, a list of parameters (from which both the pydantic validation model and
 every platform's JSON schema are derived) and a handler. Platform envelopes (ElevenLabs, Vapi, Retell,
 OpenAI, MCP) are the adapters' business (``tools/dialects``); here a call is a name, arguments and a
-``ToolCall`` context. Formats: ../shared/PROTOCOLS.md "Voice platforms calling tools".
+``ToolCall`` context. Each platform's envelope and tool format: ``tools.dialects``.
 """
 
 from __future__ import annotations
@@ -258,6 +258,7 @@ class ToolRegistry:
         }
 
     def get(self, name: str) -> Tool:
+        """The tool called ``name``; raises ``UnknownTool``."""
         tool = self.tools.get(name)
         if tool is None:
             raise UnknownTool(f"unknown tool {name!r}; tools are {', '.join(self.tools)}")

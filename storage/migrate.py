@@ -13,6 +13,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config() -> Config:
+    """Alembic's configuration for this package's migrations."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
@@ -43,6 +44,7 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 def head_revision() -> str:
+    """The newest migration's revision id."""
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()

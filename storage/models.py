@@ -36,6 +36,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """An aware datetime as naive UTC for the database; refuses a naive one."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -43,12 +44,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """A stored naive UTC datetime as an aware one."""
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
 
 
 def utcnow() -> datetime:
+    """Now, an aware UTC ``datetime``."""
     return datetime.now(UTC)
 
 

@@ -97,6 +97,7 @@ def serve_postgresql(url: str, echo: bool, sock: socket.socket) -> None:
         # writes: a burst's batches reuse the connection instead. One that sat idle is checked again, so a
         # restarted server or a connection cut while idle costs no batch. A connection lost during a batch
         # fails that batch (SQLAlchemy invalidates it) and the next one gets a new connection.
+        """One batch in one transaction on the kept connection (checked again after sitting idle)."""
         nonlocal conn, last_used
         if conn is not None and (conn.invalidated or time.monotonic() - last_used > IDLE_CHECK_SECONDS):
             await conn.close()
@@ -123,6 +124,7 @@ def serve_postgresql(url: str, echo: bool, sock: socket.socket) -> None:
 
 
 def main() -> None:
+    """``python -m storage.writer --fd N``: serve batches until the parent closes the socket."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="our end of the socket pair")
     parser.add_argument("--preload", default="", help="modules to import before the first batch, comma-separated")

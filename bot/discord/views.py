@@ -1,7 +1,8 @@
 """How the Discord bot renders things: the image embed, persistent buttons, buy links.
 
 Persistent buttons are ``DynamicItem``s whose ``custom_id`` carries the job id (``showme:again:<job>``), so any
-process answers them, also after a restart (../shared/PROTOCOLS.md "Discord").
+process answers them, also after a restart (discord.py ``DynamicItem``; Discord's message components,
+discord.com/developers/docs/interactions/message-components).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """How the Telegram bot renders things: captions, keyboards, photo files, texts.
 
-Limits (../shared/PROTOCOLS.md "Telegram"): caption 1,024 characters, ``callback_data`` 64 bytes, photo upload
-10 MB. Callback data: ``a:<job>`` again, ``s:<job>`` style menu, ``S:<job>:<style>`` restyle, ``o:<job>``
+Limits (Telegram Bot API, core.telegram.org/bots/api): caption 1,024 characters, ``callback_data`` 64 bytes,
+photo upload 10 MB. Callback data: ``a:<job>`` again, ``s:<job>`` style menu, ``S:<job>:<style>`` restyle, ``o:<job>``
 original, ``b`` buy menu, ``B:<product>`` checkout, ``p:<setting>:<value>`` a setting, ``noop`` a heading.
 """
 

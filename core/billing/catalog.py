@@ -30,12 +30,14 @@ class Product:
 
     @property
     def description(self) -> str:
+        """What the product gives, in one line a buyer reads."""
         if self.kind == "pack":
             return f"{self.credits} showme credits (never expire)"
         parts = [f"{self.images} images"] + ([f"{self.videos} videos"] if self.videos else [])
         return f"{' + '.join(parts)} for {self.duration_minutes} minutes after activation"
 
     def as_json(self) -> dict[str, Any]:
+        """The product as the public price list shows it (``GET /api/v1/pricing``)."""
         data: dict[str, Any] = {
             "id": self.id,
             "name": self.name,

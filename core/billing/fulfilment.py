@@ -8,7 +8,8 @@ Exactly once, enforced by the database inside one transaction (``storage.reposit
   ``checkout.session.completed``, ``…async_payment_succeeded`` and the success page all end here, in any order;
 * a refund takes credits back once per (charge, refunded amount): the ledger's unique (op_key, grant, kind).
 
-Facts about Stripe used here: ../shared/research/payments-and-ledgers.md §1.3-1.5.
+Stripe's side: Checkout Session objects and the ``checkout.session.*`` and ``charge.refunded`` events
+(docs.stripe.com/api/checkout/sessions, docs.stripe.com/api/events/types).
 """
 
 from __future__ import annotations

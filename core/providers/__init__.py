@@ -49,6 +49,7 @@ class PredictionState:
 
     @property
     def done(self) -> bool:
+        """True once the prediction succeeded, failed or was canceled."""
         return self.status in TERMINAL
 
 
@@ -67,6 +68,10 @@ class ImageProvider(Protocol):
         """Poll until the prediction is terminal; cancel it and raise ``GenerationTimeout`` after ``timeout`` s."""
         ...
 
-    async def cancel(self, prediction_id: str) -> None: ...
+    async def cancel(self, prediction_id: str) -> None:
+        """Cancel the prediction (best effort)."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close the provider's HTTP client."""
+        ...

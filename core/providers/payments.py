@@ -26,6 +26,7 @@ class CheckoutSession:
 
     @property
     def paid(self) -> bool:
+        """True when Stripe says the payment arrived (``payment_status`` ``paid`` or ``no_payment_required``)."""
         return self.payment_status in ("paid", "no_payment_required")
 
     @classmethod
@@ -59,6 +60,7 @@ class PaymentIntent:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PaymentIntent:
+        """The fields billing needs from a Stripe PaymentIntent object."""
         return cls(
             id=str(data["id"]),
             status=str(data.get("status") or ""),
@@ -117,4 +119,6 @@ class PaymentProvider(Protocol):
         timestamp or malformed JSON) or ``PaymentsNotConfigured`` (no webhook secret)."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close the provider's HTTP client."""
+        ...

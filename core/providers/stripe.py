@@ -1,6 +1,6 @@
 """Stripe through stripe-python's ``StripeClient`` (async methods on an ``HTTPXClient``).
 
-Calls (see ../shared/research/payments-and-ledgers.md §1): ``v1.checkout.sessions.create_async`` with
+Calls (Stripe API reference, docs.stripe.com/api): ``v1.checkout.sessions.create_async`` with
 ``price_data`` line items and an idempotency key per order, ``v1.checkout.sessions.retrieve_async``,
 ``v1.payment_intents.retrieve_async``; webhooks are verified with ``stripe.WebhookSignature.verify_header``
 (``Stripe-Signature: t=…,v1=…``, HMAC-SHA256 over ``"{t}.{raw body}"``, 300 s tolerance by default).
@@ -30,6 +30,7 @@ class StripePayments:
         self._client: stripe.StripeClient | None = None
 
     def check_ready(self) -> None:
+        """Raise ``PaymentsNotConfigured`` without a STRIPE_SECRET_KEY."""
         if not self._secret_key:
             raise PaymentsNotConfigured("payments are not set up on this server (STRIPE_SECRET_KEY is not set)")
 
@@ -57,6 +58,7 @@ class StripePayments:
         return PaymentProviderError(f"Stripe error: {err.user_message or type(err).__name__}")
 
     async def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
+        """Create a one-time Checkout Session (``POST /v1/checkout/sessions``); raises ``PaymentProviderError``."""
         params: dict[str, Any] = {
             "mode": "payment",
             "line_items": [
@@ -85,6 +87,7 @@ class StripePayments:
         return CheckoutSession.from_json(session.to_dict())
 
     async def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
+        """A Checkout Session by id; raises ``NotFound`` or ``PaymentProviderError``."""
         try:
             session = await self._stripe().v1.checkout.sessions.retrieve_async(session_id)
         except stripe.StripeError as err:
@@ -92,6 +95,7 @@ class StripePayments:
         return CheckoutSession.from_json(session.to_dict())
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntent:
+        """A PaymentIntent by id; raises ``NotFound`` or ``PaymentProviderError``."""
         try:
             intent = await self._stripe().v1.payment_intents.retrieve_async(payment_intent_id)
         except stripe.StripeError as err:
@@ -99,6 +103,7 @@ class StripePayments:
         return PaymentIntent.from_json(intent.to_dict())
 
     def verify_webhook(self, payload: bytes, signature_header: str | None) -> WebhookEvent:
+        """The event of a ``Stripe-Signature``-signed webhook body; raises ``InvalidSignature``."""
         if not self._webhook_secret:
             raise PaymentsNotConfigured("Stripe webhooks are not set up (STRIPE_WEBHOOK_SECRET is not set)")
         try:
@@ -123,6 +128,7 @@ class StripePayments:
             raise InvalidSignature("signed body is not a Stripe event") from err
 
     async def close(self) -> None:
+        """Close the HTTP client."""
         if self._http is not None:
             await self._http.close_async()  # type: ignore[no-untyped-call]
             self._http = None
