@@ -10,6 +10,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 ASPECT_RATIO_PATTERN = r"^\d{1,2}:\d{1,2}$"
 
+#: What a catalog model makes. ``image`` and ``video`` start from a prompt; the others from an input image.
+ModelKind = Literal["image", "video", "image_to_video", "upscale", "remove_background", "restore_face"]
+MODEL_KINDS: tuple[str, ...] = ("image", "video", "image_to_video", "upscale", "remove_background", "restore_face")
+#: Kinds whose output is a video: they draw a plan's ``video`` quota first, then credits.
+VIDEO_KINDS = frozenset({"video", "image_to_video"})
+#: Kinds that take an input image (a library asset).
+INPUT_KINDS = frozenset({"image_to_video", "upscale", "remove_background", "restore_face"})
+#: The edit operations people ask for, and the model kind that performs each.
+OPERATIONS: dict[str, str] = {
+    "upscale": "upscale",
+    "remove_background": "remove_background",
+    "restore_face": "restore_face",
+    "animate": "image_to_video",
+}
+
 
 class Section(BaseModel):
     """A settings section: unknown keys are refused."""
@@ -18,11 +33,24 @@ class Section(BaseModel):
 
 
 class ModelSpec(Section):
+    """One catalog model: what it makes (``kind``), where it runs (``ref`` on Replicate, whose input schema
+    ``family`` names) and what it costs (``price`` credits per output)."""
+
     ref: str = Field(description="owner/name (official model) or owner/name:version")
     price: int = Field(ge=0, description="credits per output")
-    family: Literal["flux", "flux_pro", "sdxl"]
-    aspect_ratios: list[str]
+    kind: ModelKind = "image"
+    family: Literal["flux", "flux_pro", "sdxl", "seedance", "real_esrgan", "rembg", "codeformer"]
+    aspect_ratios: list[str] = Field(default_factory=list, description="required for image and video kinds")
     max_outputs: int = Field(default=4, ge=1, le=4)
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="cancel and refund after this long (default: generation.video_timeout_seconds for videos, "
+        "replicate.timeout_seconds otherwise)",
+    )
+    input_defaults: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="extra fields of the model's input, e.g. {duration: 5, resolution: 480p}"
+    )
     description: str = ""
 
     @field_validator("ref")
@@ -39,9 +67,25 @@ class ModelSpec(Section):
         for ratio in value:
             if not re.fullmatch(ASPECT_RATIO_PATTERN, ratio):
                 raise ValueError(f"{ratio!r} is not an aspect ratio like 16:9")
-        if not value:
-            raise ValueError("needs at least one aspect ratio")
         return value
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> ModelSpec:
+        if self.kind in ("image", "video") and not self.aspect_ratios:
+            raise ValueError(f"a model of kind {self.kind} needs at least one aspect ratio")
+        if self.kind != "image" and self.max_outputs != 1:
+            self.max_outputs = 1  # one video or one edited image per job
+        return self
+
+    @property
+    def is_video(self) -> bool:
+        """True when the model's output is a video."""
+        return self.kind in VIDEO_KINDS
+
+    @property
+    def needs_input(self) -> bool:
+        """True when the model works on an input image."""
+        return self.kind in INPUT_KINDS
 
 
 # ISO 4217 currencies Stripe charges without a minor unit (https://docs.stripe.com/currencies#zero-decimal).
@@ -83,7 +127,12 @@ class PlanSpec(_Priced):
     images: int = Field(ge=0)
     videos: int = Field(ge=0)
     duration_minutes: int = Field(default=60, ge=1, le=60 * 24 * 31)
-    models: list[str] = Field(default_factory=lambda: ["flux_schnell", "sdxl"], min_length=1)
+    models: list[str] = Field(
+        default_factory=lambda: ["flux_schnell", "sdxl"], min_length=1, description="models the image quota pays for"
+    )
+    video_models: list[str] | None = Field(
+        default=None, description="models the video quota pays for (default: every video model)"
+    )
     currency: str = Field(default="inr", pattern=r"^[a-z]{3}$")
 
 
@@ -139,7 +188,49 @@ def default_models() -> dict[str, ModelSpec]:
             aspect_ratios=["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"],
             description="Stable Diffusion XL",
         ),
+        **default_video_and_edit_models(),
     }
+
+
+# Replicate models for videos and edits, chosen for being maintained and widely used:
+# - Seedance 1 Lite (ByteDance, an official model: no version to pin) makes 5 or 10 s clips from a prompt, or
+#   from a prompt and a first-frame image, at 480p-1080p; 480p keeps a 5 s clip near a minute.
+# - Real-ESRGAN (nightmareai) is the standard 2-10x upscaler; CodeFormer (sczhou) the standard face restorer;
+#   rembg (cjwbw) returns a PNG with alpha. Community models must be pinned to a version.
+SEEDANCE_RATIOS = ["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"]
+
+
+def default_video_and_edit_models() -> dict[str, ModelSpec]:
+    """The video and edit models offered when ``config.yaml`` names none."""
+    return {
+        "seedance_lite": ModelSpec(
+            ref="bytedance/seedance-1-lite", price=5, kind="video", family="seedance", aspect_ratios=SEEDANCE_RATIOS,
+            input_defaults={"duration": 5, "resolution": "480p"}, description="Seedance 1 Lite: 5 s video, 480p",
+        ),
+        "seedance_animate": ModelSpec(
+            ref="bytedance/seedance-1-lite", price=5, kind="image_to_video", family="seedance",
+            input_defaults={"duration": 5, "resolution": "480p"},
+            description="Seedance 1 Lite: animates a picture into a 5 s video",
+        ),
+        "real_esrgan": ModelSpec(
+            ref="nightmareai/real-esrgan:f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa",
+            price=2, kind="upscale", family="real_esrgan", input_defaults={"scale": 4},
+            description="Real-ESRGAN: 4x upscale",
+        ),
+        "rembg": ModelSpec(
+            ref="cjwbw/rembg:fb8af171cfa1616ddcf1242c093f9c46bcada5ad4cf6f2fbe8b81b330ec5c003",
+            price=1, kind="remove_background", family="rembg",
+            description="rembg: removes the background (transparent PNG)",
+        ),
+        "codeformer": ModelSpec(
+            ref="sczhou/codeformer:7de2ea26c616d5bf2245ad0d5e24f0ff9a6204578a5c876db53142edd9d2cd56",
+            price=2, kind="restore_face", family="codeformer",
+            input_defaults={
+                "upscale": 2, "codeformer_fidelity": 0.7, "face_upsample": True, "background_enhance": True,
+            },
+            description="CodeFormer: restores faces",
+        ),
+    }  # fmt: skip
 
 
 def default_styles() -> dict[str, str]:

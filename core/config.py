@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from core.catalog_settings import (
     ASPECT_RATIO_PATTERN,
+    OPERATIONS,
     ZERO_DECIMAL_CURRENCIES,
     ModelSpec,
     PackSpec,
@@ -119,6 +120,16 @@ class GenerationSettings(Section):
         default=30, gt=0, description="a job whose runner stops renewing is resumed after this"
     )
     output_format: Literal["webp", "jpg", "png"] = "webp"
+    default_video_model: str = Field(default="seedance_lite", description="text-to-video model of /video and tools")
+    operations: dict[str, str] = Field(
+        default_factory=lambda: {
+            "upscale": "real_esrgan", "remove_background": "rembg", "restore_face": "codeformer",
+            "animate": "seedance_animate",
+        },
+        description="the model that performs each edit operation",
+    )  # fmt: skip
+    video_timeout_seconds: float = Field(default=600, gt=0, description="a video prediction is canceled after this")
+    video_download_timeout_seconds: float = Field(default=300, gt=0, description="one attempt to fetch a video")
     thumbnail_worker: Literal["process", "thread"] = Field(
         default="process", description="process: a low-priority worker process (no GIL contention with requests)"
     )
@@ -225,8 +236,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first: it overrides the YAML file, which arrives as init arguments.
-        """Where values come from, first wins (pydantic-settings' hook)."""
+        """Where values come from, first wins (pydantic-settings' hook): the environment overrides the YAML
+        file, which arrives as init arguments."""
         return (env_settings, init_settings)
 
     @model_validator(mode="after")
@@ -238,15 +249,39 @@ class Settings(BaseSettings):
                 f"generation.default_model {self.generation.default_model!r} is not in models "
                 f"({', '.join(sorted(self.models))})"
             )
+        self._check_generation_models()
         for name, plan in self.plans.items():
-            unknown = [m for m in plan.models if m not in self.models]
-            if unknown:
-                raise ValueError(f"plans.{name}.models: {', '.join(unknown)} not in models")
+            for field, listed in (("models", plan.models), ("video_models", plan.video_models or [])):
+                unknown = [m for m in listed if m not in self.models]
+                if unknown:
+                    raise ValueError(f"plans.{name}.{field}: {', '.join(unknown)} not in models")
         for kind, catalog in (("packs", self.packs), ("plans", self.plans)):
             for name in catalog:
                 if not re.fullmatch(r"[a-z0-9_]{1,32}", name):
                     raise ValueError(f"{kind}.{name}: names are 1-32 of a-z, 0-9 and _")
         return self
+
+    def _check_generation_models(self) -> None:
+        """The video model and each operation's model exist and are of the kind they are used for."""
+        video = self.models.get(self.generation.default_video_model)
+        if video is None or video.kind != "video":
+            raise ValueError(
+                f"generation.default_video_model {self.generation.default_video_model!r} is not a model of kind video"
+            )
+        for operation, model in self.generation.operations.items():
+            if operation not in OPERATIONS:
+                raise ValueError(f"generation.operations: unknown operation {operation!r}; use {', '.join(OPERATIONS)}")
+            if model not in self.models or self.models[model].kind != OPERATIONS[operation]:
+                raise ValueError(
+                    f"generation.operations.{operation}: {model!r} is not a model of kind {OPERATIONS[operation]}"
+                )
+
+    def prediction_timeout(self, model: str) -> float:
+        """How long a prediction of ``model`` may run (seconds) before it is canceled and refunded."""
+        spec = self.models[model]
+        if spec.timeout_seconds is not None:
+            return spec.timeout_seconds
+        return self.generation.video_timeout_seconds if spec.is_video else self.replicate.timeout_seconds
 
     @property
     def media_base_url(self) -> str:

@@ -183,11 +183,11 @@ class CreditService:
         return GrantResult(grant_id, created)
 
     @staticmethod
-    def charge_options(outputs: int, credits_per_output: int) -> list[Charge]:
-        """How a job of ``outputs`` images may be paid, in order of preference: an active session image
-        quota that covers every output (and admits the model), else ``outputs × credits_per_output``
-        credits."""
-        return [Charge("image", outputs), Charge("credit", outputs * credits_per_output)]
+    def charge_options(outputs: int, credits_per_output: int, quota_unit: str = "image") -> list[Charge]:
+        """How a job of ``outputs`` outputs may be paid, in order of preference: an active session quota of
+        ``quota_unit`` (``image`` or ``video``) that covers every output (and admits the model), else
+        ``outputs × credits_per_output`` credits."""
+        return [Charge(quota_unit, outputs), Charge("credit", outputs * credits_per_output)]
 
     async def expire_due(self, account_id: int | None = None) -> int:
         """Zero every expired grant that still has units left (an ``expire`` entry each).

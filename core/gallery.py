@@ -17,14 +17,17 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def asset_fields(asset: AssetView) -> dict[str, Any]:
-    """The fields every viewer event of an image carries (id, URLs, size in pixels, mime)."""
+    """The fields every viewer event of an image or video carries (id, kind, URLs, size in pixels, mime; a
+    video's ``duration_seconds``, its ``thumb_url`` being the poster frame)."""
     return {
         "asset_id": asset.id,
+        "kind": asset.kind,
         "url": asset.url,
         "thumb_url": asset.thumb_url,
         "width": asset.width,
         "height": asset.height,
         "mime": asset.mime,
+        "duration_seconds": asset.duration_seconds,
     }
 
 
@@ -47,7 +50,8 @@ def job_event(event_type: str, job: JobView) -> list[dict[str, Any]]:
                 "at": _iso(job.finished_at),
             }
         ]
-    return [{"type": "generation_started", **base, "num_outputs": job.num_outputs, "at": _iso(job.created_at)}]
+    started = {"type": "generation_started", **base, "kind": job.kind, "num_outputs": job.num_outputs}
+    return [{**started, "at": _iso(job.created_at)}]
 
 
 def library_event(asset: AssetView, conversation_id: str, query: str, at: datetime) -> dict[str, Any]:

@@ -59,6 +59,15 @@ class BlobStore(Protocol):
         """Where the blob lives on this machine; raises ``InvalidBlobKey`` for a key not of ours."""
         ...
 
+    def temp_path(self, ext: str) -> Path:
+        """A new, unused path on this machine for a file that ``put_file`` will take (``ext`` like ``.mp4``)."""
+        ...
+
+    async def put_file(self, path: Path, sha256: str, ext: str, *, prefix: str = "") -> StoredBlob:
+        """Store the file at ``path`` (from ``temp_path``; its SHA-256 hex already known) under its content key
+        and remove it from ``path``."""
+        ...
+
 
 class LocalBlobStore:
     """Blobs as files under ``root``. Writing the same content twice is a no-op returning the same key."""
@@ -85,6 +94,31 @@ class LocalBlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def temp_path(self, ext: str) -> Path:
+        """A new path under ``<root>/.incoming`` (the same file system as the blobs, so ``put_file`` renames)."""
+        incoming = self.root / ".incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=incoming, suffix=ext.lower())
+        os.close(fd)
+        return Path(name)
+
+    def _move(self, path: Path, sha256: str, ext: str, prefix: str) -> StoredBlob:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise InvalidBlobKey(f"not a SHA-256: {sha256!r}")
+        key = check_key(f"{prefix}{sha256[:2]}/{sha256}{ext.lower()}")
+        target = self.local_path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(path, target)
+        return StoredBlob(key=key, sha256=sha256, size_bytes=size)
+
+    async def put_file(self, path: Path, sha256: str, ext: str, *, prefix: str = "") -> StoredBlob:
+        """Move the file at ``path`` (from ``temp_path``, with SHA-256 ``sha256``) into place atomically; its key,
+        digest and size in bytes. The same content stored twice keeps one file."""
+        return await asyncio.to_thread(self._move, path, sha256, ext, prefix)
 
     def _put(self, data: bytes, ext: str, prefix: str) -> StoredBlob:
         key, digest = content_key(data, ext, prefix=prefix)

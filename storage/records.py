@@ -70,7 +70,8 @@ class JobRecord:
 
 @dataclass(frozen=True)
 class AssetRecord:
-    """An ``assets`` row: ``tags`` is the stored comma-separated string, sizes in bytes and pixels."""
+    """An ``assets`` row: ``tags`` is the stored comma-separated string, sizes in bytes and pixels,
+    ``duration_seconds`` a video's length."""
 
     id: int
     account_id: int
@@ -96,6 +97,7 @@ class AssetRecord:
     view_count: int
     created_at: datetime
     updated_at: datetime
+    duration_seconds: float | None = None
 
 
 @dataclass(frozen=True)

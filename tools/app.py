@@ -28,7 +28,10 @@ from tools.viewers import VIEWER_SOCKETS, SocketSet
 
 log = logging.getLogger(__name__)
 
-MEDIA_TYPES = {".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif"}
+MEDIA_TYPES = {
+    ".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif", ".mp4": "video/mp4",
+    ".webm": "video/webm",
+}  # fmt: skip
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -17,7 +17,7 @@ from core.credits import CreditService
 from core.errors import ConfigError
 from core.events import LocalEventHub
 from core.gallery import Gallery
-from core.generation import GenerationService
+from core.generation import GenerationService, JobRunner
 from core.library import Library, UseRecorder
 from core.providers import ImageProvider
 from core.providers.payments import PaymentProvider
@@ -94,10 +94,10 @@ def build_services(
         store.assets, blobs, settings.media_base_url, clock,
         cache_seconds=media.search_cache_seconds, stale_seconds=media.search_stale_seconds,
     )  # fmt: skip
-    generation = GenerationService(
-        jobs=store.jobs, settings=settings, credits=credits, library=library, provider=provider, blobs=blobs,
-        clock=clock,
-    )  # fmt: skip
+    runner = JobRunner(
+        jobs=store.jobs, settings=settings, library=library, provider=provider, blobs=blobs, clock=clock
+    )
+    generation = GenerationService(runner, credits)
     hub = LocalEventHub(settings.viewers.queue_size)
     gallery = Gallery(hub, store.jobs, store.assets, library)
     generation.subscribe(gallery.on_job)

@@ -27,6 +27,7 @@ class Product:
     videos: int = 0
     duration_minutes: int = 0
     models: tuple[str, ...] = ()
+    video_models: tuple[str, ...] | None = None  # None: every video model
 
     @property
     def description(self) -> str:
@@ -74,6 +75,7 @@ class Catalog:
             id=f"plan:{key}", kind="plan", key=key, name=spec.name, price=spec.price, currency=spec.currency,
             unit_amount=spec.unit_amount, images=spec.images, videos=spec.videos,
             duration_minutes=spec.duration_minutes, models=tuple(spec.models),
+            video_models=tuple(spec.video_models) if spec.video_models is not None else None,
         )  # fmt: skip
 
     def packs(self) -> list[Product]:
@@ -110,12 +112,17 @@ class Catalog:
         return self._plan(key, self.settings.plans[key])
 
     def pricing(self) -> dict[str, Any]:
-        """The public price list: packs, plans, each model's price in credits per image, starter credits."""
+        """The public price list: packs, plans, each model's kind and price in credits per output (an image,
+        a video or an edited image; ``credits_per_image`` repeats it for image models), starter credits."""
         return {
             "packs": [p.as_json() for p in self.packs()],
             "plans": [p.as_json() for p in self.plans()],
             "models": [
-                {"id": name, "credits_per_image": spec.price, "description": spec.description}
+                {
+                    "id": name, "kind": spec.kind, "credits": spec.price,
+                    "unit": "video" if spec.is_video else "image", "description": spec.description,
+                    **({"credits_per_image": spec.price} if spec.kind == "image" else {}),
+                }
                 for name, spec in self.settings.models.items()
             ],
             "starter_credits": self.settings.credits.starter_credits,

@@ -56,13 +56,15 @@ async def activate(
     tx: BillingTransaction, credits: CreditService, account_id: int, plan: Product, ref: str, now: datetime
 ) -> Activation:
     """Inside a purchase transaction: grant the plan's image and video quotas (``<ref>:image``,
-    ``<ref>:video``, once each), usable on the plan's models until ``duration_minutes`` from ``now``."""
+    ``<ref>:video``, once each) until ``duration_minutes`` from ``now``: images on the plan's ``models``,
+    videos on its ``video_models`` (every video model when it names none)."""
     expires_at = now + timedelta(minutes=plan.duration_minutes)
-    for unit, amount in (("image", plan.images), ("video", plan.videos)):
+    video_models = list(plan.video_models) if plan.video_models is not None else None
+    for unit, amount, models in (("image", plan.images, list(plan.models)), ("video", plan.videos, video_models)):
         if amount > 0:
             spec = credits.grant_spec(
                 account_id=account_id, amount=amount, unit=unit, source_ref=f"{ref}:{unit}", category="session",
-                expires_at=expires_at, eligible_models=list(plan.models), note=f"{plan.name} session ({ref})",
+                expires_at=expires_at, eligible_models=models, note=f"{plan.name} session ({ref})",
             )  # fmt: skip
             await tx.grant(spec, now)
     return Activation(plan.key, plan.name, plan.images, plan.videos, expires_at, plan.models)

@@ -18,64 +18,45 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from core.clock import Clock
-from core.config import Settings
 from core.credits import CreditService, insufficient, missing_account
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.generation.runner import JobRunner, Listener
 from core.generation.views import GenerationRequest, JobView, job_view
-from core.library import Library
+from core.library import AssetView
 from core.prompts import apply_style, check_prompt
-from core.providers import ImageProvider
-from storage.blobs import LocalBlobStore
 from storage.errors import AccountMissing, DuplicateKey, NotEnoughUnits
 from storage.records import JobRecord, record
-from storage.repositories.jobs import JobRepository
 
 log = logging.getLogger(__name__)
 
+#: How an edit's job is named when the request gives no prompt (``"Upscaled: Black Galaxy granite"``).
+EDIT_LABELS = {
+    "upscale": "Upscaled",
+    "remove_background": "Background removed",
+    "restore_face": "Faces restored",
+    "image_to_video": "Animated",
+}
+
 
 class GenerationService:
-    """Creates, runs, resumes and reports generation jobs. Owns its background tasks (``close``).
+    """Creates, runs, resumes and reports generation jobs. Owns its runner's background tasks (``close``).
 
     Args:
-        jobs: the jobs' storage.
-        settings: models, styles, prompt rules and ``generation`` settings.
+        runner: runs the jobs; its jobs' storage, settings, library, provider and clock are this service's.
         credits: which units pay for a job (``charge_options``).
-        library: the outputs become library assets.
-        provider: the image provider (Replicate).
-        blobs: where outputs are stored.
-        clock: time source.
-        sleep: the pause between download attempts (seconds).
     """
 
-    def __init__(
-        self,
-        *,
-        jobs: JobRepository,
-        settings: Settings,
-        credits: CreditService,
-        library: Library,
-        provider: ImageProvider,
-        blobs: LocalBlobStore,
-        clock: Clock,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-    ) -> None:
-        self.jobs = jobs
-        self.settings = settings
+    def __init__(self, runner: JobRunner, credits: CreditService) -> None:
+        self.runner = runner
         self.credits = credits
-        self.library = library
-        self.provider = provider
-        self.clock = clock
-        self._listeners: list[Listener] = []
-        self.runner = JobRunner(
-            jobs=jobs, settings=settings, library=library, provider=provider, blobs=blobs, clock=clock,
-            notify=self._notify, sleep=sleep,
-        )  # fmt: skip
+        self.jobs = runner.jobs
+        self.settings = runner.settings
+        self.library = runner.library
+        self.provider = runner.provider
+        self.clock = runner.clock
 
     @property
     def runner_id(self) -> str:
@@ -83,17 +64,21 @@ class GenerationService:
         return self.runner.runner_id
 
     def _validated(self, request: GenerationRequest) -> tuple[str, str, str, str]:
-        """``(model name, prompt, styled prompt, aspect ratio)``; raises ``InvalidRequest`` naming the field."""
+        """``(model name, prompt, styled prompt, aspect ratio)``; raises ``InvalidRequest`` naming the field.
+        An edit's prompt may be empty (its label is made from the input image)."""
         cfg = self.settings
         model_name = request.model or cfg.generation.default_model
         if model_name not in cfg.models:
             choices = ", ".join(sorted(cfg.models))
             raise InvalidRequest(f"unknown model {model_name!r}; choose one of {choices}", field="model")
         spec = cfg.models[model_name]
-        prompt = check_prompt(request.prompt, cfg.prompts.blocked_terms, max_length=cfg.prompts.max_length)
-        styled = apply_style(prompt, request.style, cfg.styles)
-        aspect = request.aspect_ratio or "1:1"
-        if aspect not in spec.aspect_ratios:
+        if spec.needs_input and not (request.prompt or "").strip():
+            prompt = styled = ""
+        else:
+            prompt = check_prompt(request.prompt, cfg.prompts.blocked_terms, max_length=cfg.prompts.max_length)
+            styled = apply_style(prompt, request.style, cfg.styles)
+        aspect = request.aspect_ratio or ("16:9" if spec.kind == "video" else "1:1")
+        if spec.aspect_ratios and aspect not in spec.aspect_ratios:
             raise InvalidRequest(
                 f"aspect_ratio {aspect!r} is not accepted by {model_name}; use one of {', '.join(spec.aspect_ratios)}",
                 field="aspect_ratio",
@@ -108,14 +93,44 @@ class GenerationService:
             raise InvalidRequest("idempotency key must be at most 255 characters", field="idempotency_key")
         return model_name, prompt, styled, aspect
 
-    def _row(self, account_id: int, request: GenerationRequest) -> dict[str, Any]:
+    async def _input_image(self, account_id: int, request: GenerationRequest, model_name: str) -> AssetView | None:
+        """The library image an edit or animation works on; None for models that take none.
+
+        Raises:
+            InvalidRequest: the model needs an image and none was given, or the asset is a video
+                (field ``input_asset_id``).
+            NotFound: no such asset in the account's library.
+        """
+        spec = self.settings.models[model_name]
+        if not spec.needs_input:
+            if request.input_asset_id is not None:
+                raise InvalidRequest(f"{model_name} makes {spec.kind}s from a prompt, not from an image",
+                                     field="input_asset_id")  # fmt: skip
+            return None
+        if request.input_asset_id is None:
+            message = f"{model_name} ({spec.kind}) needs an image: give input_asset_id"
+            raise InvalidRequest(message, field="input_asset_id")
+        asset = await self.library.get(account_id, request.input_asset_id)
+        if asset.kind != "image":
+            raise InvalidRequest(f"asset {asset.id} is a {asset.kind}, not an image", field="input_asset_id")
+        return asset
+
+    async def _row(self, account_id: int, request: GenerationRequest) -> dict[str, Any]:
         """The new job's columns (but ``unit`` and ``cost``, which the hold decides)."""
         model_name, prompt, styled, aspect = self._validated(request)
-        hashed = [model_name, prompt, request.style, aspect, request.num_outputs, request.seed, request.conversation_id]
+        spec = self.settings.models[model_name]
+        source = await self._input_image(account_id, request, model_name)
+        params: dict[str, Any] = {"style": request.style, "aspect_ratio": aspect, "seed": request.seed,
+                                  "styled_prompt": styled}  # fmt: skip
+        if source is not None:
+            params.update(input_asset_id=source.id, input_blob_key=source.blob_key, input_mime=source.mime)
+            prompt = prompt or f"{EDIT_LABELS[spec.kind]}: {source.name}"[:1000]
+        hashed = [model_name, prompt, request.style, aspect, request.num_outputs, request.seed,
+                  request.conversation_id, request.input_asset_id]  # fmt: skip
         now = self.clock.now()
         return {
-            "id": uuid.uuid4().hex, "account_id": account_id, "kind": "image", "model": model_name, "prompt": prompt,
-            "params": {"style": request.style, "aspect_ratio": aspect, "seed": request.seed, "styled_prompt": styled},
+            "id": uuid.uuid4().hex, "account_id": account_id, "kind": spec.kind, "model": model_name,
+            "prompt": prompt, "params": params,
             "num_outputs": request.num_outputs, "status": "queued", "prediction_id": None, "error_code": None,
             "error": None, "charged": 0, "charge_state": "held", "source": request.source,
             "conversation_id": request.conversation_id,
@@ -135,15 +150,17 @@ class GenerationService:
 
         Raises:
             InvalidRequest: a bad field (named), or no such account.
+            NotFound: ``input_asset_id`` is not an asset of the account.
             PromptRefused: the prompt is blocked.
             InsufficientCredits: the account cannot pay; nothing written.
             Conflict: the idempotency key was used for a different request.
             ProviderNotConfigured: the provider has no credentials.
         """
-        values = self._row(account_id, request)
+        values = await self._row(account_id, request)
         self.provider.check_ready()
+        spec = self.settings.models[values["model"]]
         options = [(c.unit, c.amount) for c in self.credits.charge_options(
-            request.num_outputs, self.settings.models[values["model"]].price
+            request.num_outputs, spec.price, "video" if spec.is_video else "image"
         )]  # fmt: skip
         try:
             created = await self.jobs.create(
@@ -162,7 +179,7 @@ class GenerationService:
             return await self._same_request(*created.existing, values["request_hash"])
         job = record(JobRecord, {**values, "unit": created.unit, "cost": created.amount})
         view = job_view(job, [])
-        self._notify("generation_started", view)
+        self.runner.notify("generation_started", view)
         self.runner.spawn(job.id, job)
         return view
 
@@ -207,14 +224,7 @@ class GenerationService:
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(event_type, job)`` on ``generation_started``, ``image_generated`` and
         ``generation_failed``. Listeners must not block."""
-        self._listeners.append(listener)
-
-    def _notify(self, event: str, job: JobView) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event, job)
-            except Exception:
-                log.exception("job listener failed on %s", event)
+        self.runner.listeners.append(listener)
 
     def start_thumbnail_worker(self) -> None:
         """Start the thumbnail worker now instead of at the first finished job."""

@@ -14,25 +14,26 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-import httpx
-
+from core.catalog_settings import VIDEO_KINDS
 from core.clock import Clock
 from core.config import Settings
 from core.errors import (
     GenerationCanceled,
     InvalidRequest,
-    ModelFailed,
-    OutputDownloadFailed,
     ProviderError,
     ShowmeError,
 )
+from core.generation.outputs import OutputStore
 from core.generation.thumbnails import Thumbnailer
 from core.generation.views import JobView, job_view
 from core.library import Library
-from core.media import NotAnImage, probe_image
-from core.providers import ImageProvider, OutputReadError, PredictionState, ProviderInput, ProviderOutput
+from core.providers import (
+    ImageProvider,
+    PredictionState,
+    ProviderInput,
+)
 from storage.blobs import LocalBlobStore
 from storage.records import JobRecord
 from storage.repositories.jobs import JobRepository
@@ -40,6 +41,7 @@ from storage.repositories.jobs import JobRepository
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, JobView], Any]
+T = TypeVar("T")
 FINISHED_KEPT_SECONDS = 60
 
 
@@ -53,7 +55,6 @@ class JobRunner:
         provider: the image provider.
         blobs: where outputs are stored.
         clock: time source.
-        notify: called with ``(event type, job)`` as jobs finish.
         sleep: the pause between download attempts (seconds).
     """
 
@@ -66,7 +67,6 @@ class JobRunner:
         provider: ImageProvider,
         blobs: LocalBlobStore,
         clock: Clock,
-        notify: Listener,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.jobs = jobs
@@ -75,12 +75,12 @@ class JobRunner:
         self.provider = provider
         self.blobs = blobs
         self.clock = clock
-        self.notify = notify
+        self.listeners: list[Listener] = []  # called with (event type, job) as jobs start and finish
         self.runner_id = uuid.uuid4().hex
         self.thumbnails = Thumbnailer(
             jobs, blobs, settings.media.thumbnail_pixels, settings.generation.thumbnail_worker
         )
-        self._sleep = sleep
+        self.outputs = OutputStore(settings, blobs, sleep)
         self._slots = asyncio.Semaphore(settings.generation.max_concurrent_jobs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -90,6 +90,14 @@ class JobRunner:
         self._finished: dict[str, tuple[float, JobView]] = {}  # (monotonic expiry, job), oldest first
         self._waiters: dict[str, list[asyncio.Future[JobView | None]]] = {}
         self._lease_keeper: asyncio.Task[None] | None = None
+
+    def notify(self, event: str, job: JobView) -> None:
+        """Call every listener with ``(event, job)``; a listener that raises is logged and skipped."""
+        for listener in self.listeners:
+            try:
+                listener(event, job)
+            except Exception:
+                log.exception("job listener failed on %s", event)
 
     def running_since(self, job_id: str) -> datetime | None:
         """When this process started running the job, or None when it does not run it."""
@@ -175,9 +183,10 @@ class JobRunner:
         started_at = self._running[job_id] = job.started_at or self.clock.now()
         state = await self._predict(job, started_at)
         with self.thumbnails.busy():
-            stored = await self._collect(state, job.num_outputs)
+            stored = await self.outputs.collect(state, job)
             await self._succeed(job, [(index, meta) for index, (meta, _) in stored])
-        started = self.thumbnails.add([(job_id, index, data) for index, (_, data) in stored])
+        # Images get their thumbnails now; a video's poster frame is its thumbnail already.
+        started = self.thumbnails.add([(job_id, index, data) for index, (_, data) in stored if data is not None])
         if started is not None:
             self._background.add(started)
             started.add_done_callback(self._background.discard)
@@ -187,10 +196,10 @@ class JobRunner:
         spec = self.settings.models.get(job.model)
         if spec is None:
             raise InvalidRequest(f"model {job.model!r} is no longer configured", field="model")
-        timeout = self.settings.replicate.timeout_seconds
+        timeout = self.settings.prediction_timeout(job.model)
         if job.prediction_id:
             elapsed = (self.clock.now() - started_at).total_seconds()
-            return await self.provider.wait(job.prediction_id, timeout=max(0.0, timeout - elapsed))
+            return await self.provider.wait(job.prediction_id, timeout=max(0.0, timeout - elapsed), running_for=elapsed)
         began = time.monotonic()
         state = await self.provider.create(
             ProviderInput(
@@ -201,6 +210,10 @@ class JobRunner:
                 num_outputs=job.num_outputs,
                 output_format=self.settings.generation.output_format,
                 seed=job.params.get("seed"),
+                image=await self.outputs.input_image(job),
+                # A video runs for minutes: its id is saved at once rather than after a minute's sync wait,
+                # so a restart in between resumes it instead of paying for a second one.
+                sync_wait=not spec.is_video,
             )
         )
         self._prediction_ids[job.id] = state.id
@@ -208,73 +221,16 @@ class JobRunner:
             return state
         # Durability: from here on a restart must find the prediction to resume it.
         await self.jobs.set_running(job.id, state.id, started_at)
-        return await self.provider.wait(state.id, timeout=max(0.0, timeout - (time.monotonic() - began)))
-
-    async def _collect(self, state: PredictionState, outputs: int) -> list[tuple[int, tuple[dict[str, Any], bytes]]]:
-        """The prediction's outputs stored: ``[(output index, (asset columns, image bytes)), …]``, those that
-        could be stored. Raises the prediction's failure, or the first download's when none was stored."""
-        if state.status == "failed":
-            raise ModelFailed(f"the model failed: {state.error or 'no error message given'}")
-        if state.status == "canceled":
-            raise GenerationCanceled("the prediction was canceled")
-        files = list(state.outputs)[:outputs]
-        if not files:
-            raise ProviderError("the model finished without any output")
-        stored: list[tuple[dict[str, Any], bytes] | BaseException]
-        if len(files) == 1:  # the usual case, without a task per output
-            try:
-                stored = [await self._store(files[0])]
-            except Exception as err:
-                stored = [err]
-        else:
-            stored = await asyncio.gather(*(self._store(f) for f in files), return_exceptions=True)
-        good = [(i, s) for i, s in enumerate(stored) if not isinstance(s, BaseException)]
-        if not good:
-            first = next(s for s in stored if isinstance(s, BaseException))
-            if isinstance(first, ShowmeError):
-                raise first
-            raise OutputDownloadFailed(f"could not store the output: {first}")
-        return good
-
-    async def _download(self, output: ProviderOutput) -> bytes:
-        cfg = self.settings.generation
-        last: Exception | None = None
-        for attempt in range(cfg.download_attempts):
-            try:
-                async with asyncio.timeout(cfg.download_timeout_seconds):
-                    data = await output.read()
-                if not data:
-                    raise ValueError("empty response body")
-                return data
-            except (OutputReadError, httpx.HTTPError, TimeoutError, ValueError) as err:
-                last = err
-                log.warning("download of %s failed (attempt %d): %r", output.url, attempt + 1, err)
-            if attempt + 1 < cfg.download_attempts:
-                backoff = cfg.download_backoff_seconds
-                await self._sleep(backoff[min(attempt, len(backoff) - 1)] if backoff else 0)
-        raise OutputDownloadFailed(
-            f"could not download the output after {cfg.download_attempts} attempts: {type(last).__name__}: {last}"
-        )
-
-    async def _store(self, output: ProviderOutput) -> tuple[dict[str, Any], bytes]:
-        data = await self._download(output)
-        try:
-            info = probe_image(data)  # header only, no pixel decoding
-        except NotAnImage as err:
-            raise OutputDownloadFailed(f"the output at {output.url} is not an image: {err}") from err
-        blob = await self.blobs.put(data, info.ext)
-        meta = {
-            "blob_key": blob.key, "sha256": blob.sha256, "size_bytes": blob.size_bytes, "mime": info.mime,
-            "width": info.width, "height": info.height, "thumb_key": None,
-        }  # fmt: skip
-        return meta, data
+        elapsed = time.monotonic() - began
+        return await self.provider.wait(state.id, timeout=max(0.0, timeout - elapsed), running_for=elapsed)
 
     async def _succeed(self, job: JobRecord, stored: list[tuple[int, dict[str, Any]]]) -> None:
         now = self.clock.now()
-        tags = ",".join(t for t in (job.model, job.params.get("style")) if t)
+        tags = ",".join(t for t in (job.model, job.params.get("style"), job.kind if job.kind != "image" else None) if t)
         assets = [
             {
-                "account_id": job.account_id, "job_id": job.id, "output_index": index, "kind": "image",
+                "account_id": job.account_id, "job_id": job.id, "output_index": index,
+                "kind": "video" if job.kind in VIDEO_KINDS else "image",
                 "name": job.prompt[:120], "description": "", "tags": tags, "category": "generated", "folder": None,
                 "favorite": False, "prompt": job.prompt, "model": job.model, "use_count": 0, "view_count": 0,
                 "created_at": now, "updated_at": now, **blob,

@@ -14,9 +14,11 @@ __all__ = ["ACTIVE", "FINISHED", "GenerationRequest", "JobView", "job_view"]
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """What to generate. ``model`` and ``aspect_ratio`` default from config; ``num_outputs`` 1–4 images,
-    each charged; ``seed`` 0 to 2³²−1; ``idempotency_key`` (at most 255 characters) makes a retried request
-    return the first job instead of a new one."""
+    """What to generate. ``model`` (any kind: image, video or an edit) and ``aspect_ratio`` default from config;
+    ``num_outputs`` 1–4 images, each charged (videos and edits make one); ``input_asset_id`` is the library
+    image an edit or animation works on (required by those kinds); ``prompt`` may be empty for an edit;
+    ``seed`` 0 to 2³²−1; ``idempotency_key`` (at most 255 characters) makes a retried request return the first
+    job instead of a new one."""
 
     prompt: str
     model: str | None = None
@@ -27,12 +29,14 @@ class GenerationRequest:
     conversation_id: str | None = None
     source: str = "api"
     idempotency_key: str | None = None
+    input_asset_id: int | None = None
 
 
 @dataclass(frozen=True)
 class JobView:
-    """A generation job: ``cost`` is what was held (of ``unit``), ``charged`` what was spent once settled;
-    ``assets`` are the outputs of a succeeded job."""
+    """A generation job: ``kind`` is its model's (image, video, image_to_video, upscale, remove_background,
+    restore_face); ``cost`` is what was held (of ``unit``), ``charged`` what was spent once settled; ``assets``
+    are the outputs of a succeeded job; ``input_asset_id`` the image an edit or animation started from."""
 
     id: str
     account_id: int
@@ -56,6 +60,8 @@ class JobView:
     finished_at: datetime | None
     assets: list[AssetView] = field(default_factory=list)
     style: str | None = None
+    kind: str = "image"
+    input_asset_id: int | None = None
 
     @property
     def done(self) -> bool:
@@ -89,4 +95,6 @@ def job_view(job: JobRecord, assets: list[AssetView], running_since: datetime | 
         finished_at=job.finished_at,
         assets=assets,
         style=job.params.get("style"),
+        kind=job.kind,
+        input_asset_id=job.params.get("input_asset_id"),
     )

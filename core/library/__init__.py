@@ -29,8 +29,9 @@ __all__ = ["USE_KINDS", "AssetView", "Library", "SearchHit", "UseRecorder", "nor
 
 @dataclass(frozen=True)
 class AssetView:
-    """A library asset as callers see it: ``url`` and ``thumb_url`` under the media base URL, sizes in bytes
-    and pixels, ``file_path`` on this machine's media store."""
+    """A library asset as callers see it: ``kind`` image or video, ``url`` and ``thumb_url`` (a video's poster
+    frame) under the media base URL, sizes in bytes and pixels, a video's ``duration_seconds``, ``file_path``
+    on this machine's media store."""
 
     id: int
     account_id: int
@@ -54,6 +55,7 @@ class AssetView:
     thumb_url: str | None
     file_path: str | None
     created_at: datetime
+    duration_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class Library:
             height=asset.height, blob_key=asset.blob_key, thumb_key=asset.thumb_key, url=self.url_for(asset.blob_key),
             thumb_url=self.url_for(asset.thumb_key) if asset.thumb_key else None,
             file_path=str(path) if path else None, created_at=asset.created_at,
+            duration_seconds=asset.duration_seconds,
         )  # fmt: skip
 
     async def import_image(

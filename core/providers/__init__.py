@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from core.config import ModelSpec
@@ -12,8 +13,18 @@ TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
 
 @dataclass(frozen=True)
+class InputImage:
+    """An image a model works on: its bytes and a file name whose extension gives its type (``input.png``)."""
+
+    data: bytes = field(repr=False)
+    filename: str
+
+
+@dataclass(frozen=True)
 class ProviderInput:
-    """One generation as the provider sees it. ``prompt`` already carries the style suffix."""
+    """One generation as the provider sees it. ``prompt`` already carries the style suffix; ``image`` is the
+    input of an edit or animation; ``sync_wait`` False creates the prediction without waiting for it (long
+    predictions, whose id must be saved at once)."""
 
     model_name: str
     model: ModelSpec
@@ -22,6 +33,8 @@ class ProviderInput:
     num_outputs: int
     output_format: str
     seed: int | None = None
+    image: InputImage | None = None
+    sync_wait: bool = True
 
 
 class OutputReadError(Exception):
@@ -29,12 +42,22 @@ class OutputReadError(Exception):
 
 
 @dataclass(frozen=True)
+class SavedFile:
+    """A file written by ``ProviderOutput.save``: its size in bytes and SHA-256 (hex)."""
+
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ProviderOutput:
-    """One output file: its URL and a coroutine factory that downloads it once (no retries); it raises
-    ``OutputReadError`` or ``TimeoutError``."""
+    """One output file: its URL, a coroutine factory that downloads it once into memory (``read``), and one
+    that streams it once into a file (``save(path)``, for large outputs such as videos). Neither retries;
+    both raise ``OutputReadError`` or ``TimeoutError``."""
 
     url: str
     read: Callable[[], Awaitable[bytes]] = field(repr=False, compare=False)
+    save: Callable[[Path], Awaitable[SavedFile]] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -64,8 +87,9 @@ class ImageProvider(Protocol):
         """Start a prediction; may return a finished one (sync wait). Raises ``ProviderError`` subclasses."""
         ...
 
-    async def wait(self, prediction_id: str, *, timeout: float) -> PredictionState:
-        """Poll until the prediction is terminal; cancel it and raise ``GenerationTimeout`` after ``timeout`` s."""
+    async def wait(self, prediction_id: str, *, timeout: float, running_for: float = 0.0) -> PredictionState:
+        """Poll until the prediction is terminal (less often once it has run long: ``running_for`` is the
+        seconds it ran before this call); cancel it and raise ``GenerationTimeout`` after ``timeout`` s."""
         ...
 
     async def cancel(self, prediction_id: str) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,7 +37,13 @@ from core.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from core.providers import OutputReadError, PredictionState, ProviderInput, ProviderOutput
+from core.providers import OutputReadError, PredictionState, ProviderInput, ProviderOutput, SavedFile
+from core.providers.files import CHUNK_BYTES, one_chunk, save_chunks
+
+#: Polling slows down to this interval (seconds) once a prediction has run for ``_SLOW_POLL_AFTER`` seconds:
+#: videos run for minutes, and a poll every half second for ten minutes would be 1,200 requests.
+_SLOW_POLL_SECONDS = 2.0
+_SLOW_POLL_AFTER = 60.0
 
 # SDXL's native buckets (width × height, pixels) for each aspect ratio.
 SDXL_SIZES: dict[str, tuple[int, int]] = {
@@ -50,10 +58,41 @@ SDXL_SIZES: dict[str, tuple[int, int]] = {
 _RETRY_IN = re.compile(r"available in (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
 
 
-def build_input(request: ProviderInput) -> dict[str, Any]:
-    """The model's input object (flux-schnell / flux-dev / flux-1.1-pro / SDXL schemas on replicate.com)."""
+def _image_file(request: ProviderInput) -> io.BytesIO:
+    """The input image as a named file: the client uploads it (``POST /v1/files``) and sends its URL."""
+    if request.image is None:
+        raise ProviderInputError(f"{request.model_name} needs an input image")
+    file = io.BytesIO(request.image.data)
+    file.name = request.image.filename
+    return file
+
+
+def _edit_input(request: ProviderInput) -> dict[str, Any]:
+    """Inputs of the image-in models: Seedance 1 Lite (prompt, optional first-frame ``image``, duration,
+    resolution, aspect_ratio), Real-ESRGAN (image, scale), rembg (image), CodeFormer (image, upscale, …); each
+    model's schema on replicate.com."""
     family = request.model.family
-    data: dict[str, Any] = {"prompt": request.prompt}
+    data: dict[str, Any] = dict(request.model.input_defaults)
+    if family == "seedance":
+        data["prompt"] = request.prompt
+        if request.image is not None:
+            data["image"] = _image_file(request)  # the clip starts from it; aspect_ratio is then ignored
+        else:
+            data["aspect_ratio"] = request.aspect_ratio
+    else:  # real_esrgan, rembg, codeformer
+        data["image"] = _image_file(request)
+    if request.seed is not None and family == "seedance":
+        data["seed"] = request.seed
+    return data
+
+
+def build_input(request: ProviderInput) -> dict[str, Any]:
+    """The model's input object (flux-schnell / flux-dev / flux-1.1-pro / SDXL schemas on replicate.com; the
+    video and edit models in ``_edit_input``)."""
+    family = request.model.family
+    if family in ("seedance", "real_esrgan", "rembg", "codeformer"):
+        return _edit_input(request)
+    data: dict[str, Any] = {"prompt": request.prompt, **request.model.input_defaults}
     if family == "sdxl":
         width, height = SDXL_SIZES[request.aspect_ratio]
         data.update(width=width, height=height, num_outputs=request.num_outputs)
@@ -166,8 +205,12 @@ class ReplicateProvider:
 
     def _output(self, item: Any) -> ProviderOutput:
         url = item.url if isinstance(item, FileOutput) else str(item)
-        if isinstance(item, FileOutput) and url.startswith("data:"):
-            return ProviderOutput(url=url[:64], read=item.aread)  # inline output: decoded, not fetched
+        if isinstance(item, FileOutput) and url.startswith("data:"):  # inline output: decoded, not fetched
+
+            async def save_inline(path: Path) -> SavedFile:
+                return await save_chunks(one_chunk(await item.aread()), path)
+
+            return ProviderOutput(url=url[:64], read=item.aread, save=save_inline)
 
         async def read() -> bytes:
             """Download the output file once (bytes); raises ``OutputReadError``."""
@@ -178,7 +221,16 @@ class ReplicateProvider:
             except aiohttp.ClientError as err:
                 raise OutputReadError(f"{type(err).__name__}: {err}") from err
 
-        return ProviderOutput(url=url, read=read)
+        async def save(path: Path) -> SavedFile:
+            """Stream the output file once into ``path``; raises ``OutputReadError``."""
+            try:
+                async with self._http().get(url, timeout=_DOWNLOAD_TIMEOUT) as response:
+                    response.raise_for_status()
+                    return await save_chunks(response.content.iter_chunked(CHUNK_BYTES), path)
+            except aiohttp.ClientError as err:
+                raise OutputReadError(f"{type(err).__name__}: {err}") from err
+
+        return ProviderOutput(url=url, read=read, save=save)
 
     async def _call(self, coro_factory: Any) -> Any:
         try:
@@ -199,21 +251,21 @@ class ReplicateProvider:
         ref = request.model.ref
         body = build_input(request)
         owner_name, _, version = ref.partition(":")
+        wait: int | bool = self.settings.wait_seconds if request.sync_wait else False
         attempt = 0
         while True:
             await self._creates.acquire()
+            for value in body.values():
+                if isinstance(value, io.BytesIO):
+                    value.seek(0)  # a retried create uploads the input again
             try:
                 if version:
                     prediction = await self._call(
-                        lambda: self._client.predictions.async_create(
-                            version=version, input=body, wait=self.settings.wait_seconds
-                        )
+                        lambda: self._client.predictions.async_create(version=version, input=body, wait=wait)
                     )
                 else:
                     prediction = await self._call(
-                        lambda: self._client.models.predictions.async_create(
-                            model=owner_name, input=body, wait=self.settings.wait_seconds
-                        )
+                        lambda: self._client.models.predictions.async_create(model=owner_name, input=body, wait=wait)
                     )
                 return self._state(prediction)
             except ProviderRateLimited as err:
@@ -230,18 +282,24 @@ class ReplicateProvider:
         prediction = await self._call(lambda: self._client.predictions.async_get(prediction_id))
         return self._state(prediction)
 
-    async def wait(self, prediction_id: str, *, timeout: float) -> PredictionState:
-        """Poll every ``poll_interval_seconds`` until terminal; past ``timeout`` seconds cancel the
-        prediction and raise ``GenerationTimeout``."""
+    async def wait(self, prediction_id: str, *, timeout: float, running_for: float = 0.0) -> PredictionState:
+        """Poll every ``poll_interval_seconds`` until terminal, backing off to at most 2 s apart once the
+        prediction has run a minute (``running_for``: seconds it had run before this call); past ``timeout``
+        seconds cancel the prediction and raise ``GenerationTimeout``."""
+        started = time.monotonic() - running_for
         deadline = time.monotonic() + timeout
+        interval = self.settings.poll_interval_seconds
         while True:
             state = await self.get(prediction_id)
             if state.done:
                 return state
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 await self.cancel(prediction_id)
                 raise GenerationTimeout(f"the model did not finish within {timeout:g} s; the prediction was canceled")
-            await self._sleep(min(self.settings.poll_interval_seconds, max(0.0, deadline - time.monotonic())))
+            if now - started >= _SLOW_POLL_AFTER:
+                interval = min(_SLOW_POLL_SECONDS, interval * 1.5)
+            await self._sleep(min(interval, max(0.0, deadline - now)))
 
     async def cancel(self, prediction_id: str) -> None:
         """Cancel the prediction; errors are ignored (it may have finished meanwhile)."""

@@ -12,7 +12,7 @@ from PIL import Image
 from core.clock import ManualClock
 from core.config import Settings
 from core.errors import Conflict, InsufficientCredits, InvalidRequest, PromptRefused
-from core.generation import GenerationRequest, GenerationService
+from core.generation import GenerationRequest, GenerationService, JobRunner
 from tests.fakes.replicate import SDXL_VERSION, FakeReplicate
 from tools.services import Services
 
@@ -269,15 +269,15 @@ async def test_creates_beyond_the_per_minute_limit_wait(services: Services, repl
 
 def _second_service(services: Services, settings: Settings) -> GenerationService:
     """Another generation service on the same database, provider and store, with its own settings."""
-    return GenerationService(
+    runner = JobRunner(
         jobs=services.store.jobs,
         settings=settings,
-        credits=services.credits,
         library=services.library,
         provider=services.provider,
         blobs=services.blobs,
         clock=services.clock,
     )
+    return GenerationService(runner, services.credits)
 
 
 async def test_thumbnails_in_a_worker_process(services: Services, replicate_fake: FakeReplicate) -> None:

@@ -1,7 +1,10 @@
-"""A small Replicate-compatible HTTP server for tests (wire format: ../shared/PROTOCOLS.md "Replicate").
+"""A small Replicate-compatible HTTP server for tests (wire format: Replicate's HTTP API reference).
 
 Speaks ``POST /v1/models/{owner}/{name}/predictions``, ``POST /v1/predictions`` (with ``version``),
-``GET /v1/predictions/{id}``, ``POST /v1/predictions/{id}/cancel`` and serves output files under ``/files/``.
+``GET /v1/predictions/{id}``, ``POST /v1/predictions/{id}/cancel``, the files API (``POST /v1/files``
+multipart, ``GET /v1/files/{id}``) and serves output files under ``/files/``. The video and edit models work on
+what they are given: Seedance returns a real H.264 MP4 (from the input image when there is one), Real-ESRGAN and
+CodeFormer the input scaled, rembg the input as an RGBA PNG.
 Honours ``Prefer: wait[=N]``, bearer auth, problem-JSON errors (401/402/422/429) and per-prompt behaviour:
 
 * ``duration``: seconds a prediction takes (default 0: done at once)
@@ -9,11 +12,15 @@ Honours ``Prefer: wait[=N]``, bearer auth, problem-JSON errors (401/402/422/429)
 * ``create_errors``: queued (status, problem JSON) answers for the next creates
 * ``download_failures``: the next N output downloads answer 500; ``broken_outputs``: output indexes that always do
 * ``plain_http_outputs``: outputs served over plain http (the client returns them as ``str``)
+* ``model_durations``: seconds a prediction of that model takes (instead of ``duration``)
+* ``failing_models``: models whose predictions fail with a model error
+* ``video_bytes``: the MP4 every video prediction returns (default: a small one made for it)
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
 import ssl
@@ -26,12 +33,22 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
+from tests.fakes import media
+
 OFFICIAL_MODELS = {
     "black-forest-labs/flux-schnell",
     "black-forest-labs/flux-dev",
     "black-forest-labs/flux-1.1-pro",
+    "bytedance/seedance-1-lite",
 }
 SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
+VERSIONS = {
+    SDXL_VERSION: "stability-ai/sdxl",
+    "f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa": "nightmareai/real-esrgan",
+    "fb8af171cfa1616ddcf1242c093f9c46bcada5ad4cf6f2fbe8b81b330ec5c003": "cjwbw/rembg",
+    "7de2ea26c616d5bf2245ad0d5e24f0ff9a6204578a5c876db53142edd9d2cd56": "sczhou/codeformer",
+}
+IMAGE_IN = {"nightmareai/real-esrgan", "cjwbw/rembg", "sczhou/codeformer"}
 ASPECTS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"}
 
 
@@ -84,8 +101,11 @@ class FakePrediction:
         if "SLOWME" in prompt or elapsed < self.duration:
             self.status = "processing" if elapsed > 0.05 else "starting"
             return
-        if "FAILME" in prompt:
+        if "FAILME" in prompt or self.model in fake.failing_models:
             self.status, self.error = "failed", "CUDA out of memory (fake model error)"
+            return
+        if self.model in IMAGE_IN or self.model == "bytedance/seedance-1-lite":
+            self._edit_output(fake)
             return
         count = int(self.input.get("num_outputs", 1))
         fmt = str(self.input.get("output_format", "webp"))
@@ -97,6 +117,24 @@ class FakePrediction:
         self.status = "succeeded"
         self.succeeded_wall = self.created_wall + self.duration
         self.output = urls[0] if self.model.endswith("flux-1.1-pro") else urls
+
+    def _edit_output(self, fake: FakeReplicate) -> None:
+        """One output file (a URL string, as these models return): the edited image or the video."""
+        source = fake.input_file(self.input.get("image"))
+        if self.model == "bytedance/seedance-1-lite":
+            name = f"{self.id}-0.mp4"
+            first = Image.open(io.BytesIO(source)) if source is not None else None
+            fake.files[name] = fake.video_bytes or media.make_video(str(self.input.get("prompt")), first=first)
+        elif self.model == "cjwbw/rembg":
+            name = f"{self.id}-0.png"
+            fake.files[name] = media.remove_background(source or b"")
+        else:
+            name = f"{self.id}-0.png"
+            factor = float(self.input.get("scale", self.input.get("upscale", 2)))
+            fake.files[name] = media.scale_image(source or b"", factor)
+        self.status = "succeeded"
+        self.succeeded_wall = self.created_wall + self.duration
+        self.output = f"{fake.output_base}/files/{name}"
 
     def to_json(self, base: str) -> dict[str, Any]:
         now = datetime.now(UTC).isoformat()
@@ -130,8 +168,12 @@ class FakeReplicate:
     broken_outputs: set[int] = field(default_factory=set)
     plain_http_outputs: bool = False
     image_size: tuple[int, int] = (64, 48)
+    model_durations: dict[str, float] = field(default_factory=dict)
+    failing_models: set[str] = field(default_factory=set)
+    video_bytes: bytes | None = None
     predictions: dict[str, FakePrediction] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    uploads: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)  # id → (bytes, name, content type)
     creates: list[dict[str, Any]] = field(default_factory=list)
     prefer_headers: list[str | None] = field(default_factory=list)
     gets: int = 0
@@ -151,7 +193,51 @@ class FakeReplicate:
         app.router.add_get("/v1/predictions/{id}", self._get)
         app.router.add_post("/v1/predictions/{id}/cancel", self._cancel)
         app.router.add_get("/files/{name}", self._file)
+        app.router.add_post("/v1/files", self._upload)
+        app.router.add_get("/v1/files/{id}", self._get_upload)
+        app.router.add_get("/v1/files/{id}/download", self._download_upload)
         return app
+
+    def input_file(self, url: Any) -> bytes | None:
+        """The bytes of an input given as one of our file URLs (or a data URI), None when absent."""
+        if not isinstance(url, str):
+            return None
+        if url.startswith("data:"):
+            return base64.b64decode(url.split(",", 1)[1])
+        file_id = url.rstrip("/").removesuffix("/download").rsplit("/", 1)[-1]
+        return self.uploads[file_id][0] if file_id in self.uploads else None
+
+    def _file_json(self, file_id: str) -> dict[str, Any]:
+        data, name, content_type = self.uploads[file_id]
+        now = datetime.now(UTC).isoformat()
+        return {
+            "id": file_id, "name": name, "content_type": content_type, "size": len(data),
+            "etag": hashlib.md5(data).hexdigest(), "checksums": {"sha256": hashlib.sha256(data).hexdigest()},
+            "metadata": {}, "created_at": now, "expires_at": None,
+            "urls": {"get": f"{self.base_url}/v1/files/{file_id}/download"},
+        }  # fmt: skip
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        form = await request.post()
+        content = form.get("content")
+        if not isinstance(content, web.FileField):
+            return self._problem(422, "Invalid input", "content: a file is required")
+        file_id = uuid.uuid4().hex[:16]
+        self.uploads[file_id] = (content.file.read(), content.filename, content.content_type)
+        return web.json_response(self._file_json(file_id), status=201)
+
+    async def _get_upload(self, request: web.Request) -> web.Response:
+        if request.match_info["id"] not in self.uploads:
+            return self._problem(404, "Not found", "File not found")
+        return web.json_response(self._file_json(request.match_info["id"]))
+
+    async def _download_upload(self, request: web.Request) -> web.Response:
+        upload = self.uploads.get(request.match_info["id"])
+        if upload is None:
+            return self._problem(404, "Not found", "File not found")
+        return web.Response(body=upload[0], content_type=upload[2])
 
     def _problem(self, status: int, title: str, detail: str, **extra: Any) -> web.Response:
         return web.json_response(
@@ -171,9 +257,10 @@ class FakeReplicate:
 
     async def _create_version(self, request: web.Request) -> web.Response:
         body = await request.json()
-        if body.get("version") != SDXL_VERSION:
+        model = VERSIONS.get(str(body.get("version")))
+        if model is None:
             return self._problem(422, "Invalid version", "The specified version does not exist")
-        return await self._create(request, "stability-ai/sdxl", SDXL_VERSION, body)
+        return await self._create(request, model, str(body["version"]), body)
 
     async def _create(
         self, request: web.Request, model: str, version: str, body: dict[str, Any] | None = None
@@ -196,6 +283,8 @@ class FakeReplicate:
                     "description": f"aspect_ratio must be one of {sorted(ASPECTS)}",
                 }
             )
+        if (model in IMAGE_IN or "image" in data) and self.input_file(data.get("image")) is None:
+            invalid.append({"type": "required", "field": "input.image", "description": "image is required"})
         if not 1 <= int(data.get("num_outputs", 1)) <= 4:
             invalid.append(
                 {"type": "number_le", "field": "input.num_outputs", "description": "Must be less than or equal to 4"}
@@ -209,7 +298,7 @@ class FakeReplicate:
             version=version,
             input=data,
             created=time.monotonic(),
-            duration=self.duration,
+            duration=self.model_durations.get(model, self.duration),
             created_wall=time.time(),
         )
         self.predictions[prediction.id] = prediction
@@ -259,7 +348,7 @@ class FakeReplicate:
         if data is None:
             return web.Response(status=404)
         ext = request.match_info["name"].rsplit(".", 1)[-1]
-        return web.Response(body=data, content_type={"jpg": "image/jpeg"}.get(ext, f"image/{ext}"))
+        return web.Response(body=data, content_type={"jpg": "image/jpeg", "mp4": "video/mp4"}.get(ext, f"image/{ext}"))
 
 
 class RunningFake:

@@ -50,7 +50,15 @@ async def test_pricing_is_public_and_lists_the_catalog(server: Server) -> None:
     assert plans["plan:flash"]["unit_amount"] == 10000 and plans["plan:flash"]["currency"] == "inr"
     assert (plans["plan:flash"]["images"], plans["plan:flash"]["videos"]) == (8, 1)
     assert plans["plan:flash"]["models"] == ["flux_schnell", "sdxl"]
-    assert {m["id"]: m["credits_per_image"] for m in data["models"]}["flux_pro"] == 5
+    models = {m["id"]: m for m in data["models"]}
+    assert models["flux_pro"]["credits_per_image"] == models["flux_pro"]["credits"] == 5
+    kinds = {m["id"]: (m["kind"], m["unit"], m["credits"]) for m in data["models"]}
+    assert kinds["seedance_lite"] == ("video", "video", 5)
+    assert kinds["seedance_animate"] == ("image_to_video", "video", 5)
+    assert kinds["real_esrgan"] == ("upscale", "image", 2)
+    assert kinds["rembg"] == ("remove_background", "image", 1)
+    assert kinds["codeformer"] == ("restore_face", "image", 2)
+    assert "credits_per_image" not in models["seedance_lite"]
     assert data["starter_credits"] == 10
 
 

@@ -1,0 +1,25 @@
+"""assets: a video's duration in seconds
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("assets") as batch:
+        batch.add_column(sa.Column("duration_seconds", sa.Float(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("assets") as batch:
+        batch.drop_column("duration_seconds")
