@@ -203,10 +203,11 @@ class CreditService:
         return expired
 
     async def balance(self, account_id: int) -> Balance:
-        """Credits available now and active session quotas, after writing off expired grants."""
+        """Credits available now and the session quotas still running (also those used up: ``remaining`` 0),
+        after writing off expired grants."""
         await self.expire_due(account_id)
         now = self.clock.now()
-        grants = await self.repository.active_grants(account_id, now)
+        grants = await self.repository.current_grants(account_id, now)
         quotas: list[Quota] = []
         for unit in ("image", "video"):
             mine = [g for g in grants if g.unit == unit]

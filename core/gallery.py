@@ -38,6 +38,7 @@ def job_event(event_type: str, job: JobView) -> list[dict[str, Any]]:
         "job_id": job.id,
         "prompt": job.prompt,
         "model": job.model,
+        "kind": job.kind,  # the job's; an output's own kind (image or video) replaces it in image_generated
     }
     if event_type == "image_generated":
         return [{"type": "image_generated", **base, **asset_fields(a), "at": _iso(job.finished_at)} for a in job.assets]
@@ -50,8 +51,7 @@ def job_event(event_type: str, job: JobView) -> list[dict[str, Any]]:
                 "at": _iso(job.finished_at),
             }
         ]
-    started = {"type": "generation_started", **base, "kind": job.kind, "num_outputs": job.num_outputs}
-    return [{**started, "at": _iso(job.created_at)}]
+    return [{"type": "generation_started", **base, "num_outputs": job.num_outputs, "at": _iso(job.created_at)}]
 
 
 def library_event(asset: AssetView, conversation_id: str, query: str, at: datetime) -> dict[str, Any]:
@@ -90,6 +90,13 @@ class Gallery:
         if not self.hub.viewers(key):
             return 0
         return self.hub.publish(key, library_event(asset, conversation_id, query, at))
+
+    async def last_image_id(self, account_id: int, conversation_id: str) -> int | None:
+        """The asset id of the newest picture (not video) generated or shown in the conversation, or None."""
+        for event in reversed(await self.history(account_id, conversation_id, limit=20)):
+            if event.get("kind") == "image":
+                return int(event["asset_id"])
+        return None
 
     async def history(self, account_id: int, conversation_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """The conversation's images so far (generated and shown from the library), oldest first, at most

@@ -9,149 +9,22 @@ OpenAI, MCP) are the adapters' business (``tools/dialects``); here a call is a n
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-
+from core.catalog_settings import VIDEO_KINDS
 from core.clock import Clock
 from core.config import Settings
-from core.errors import Forbidden, InvalidRequest, NotFound, ProviderError, invalid_from_validation
+from core.errors import Forbidden, InvalidRequest, ProviderError
 from core.gallery import Gallery
 from core.generation import GenerationRequest, GenerationService, JobView
 from core.library import Library, UseRecorder
+from core.tool_model import Handler, Param, Tool, ToolCall, ToolResult, UnknownTool
 from core.viewers import check_conversation_id
 
-TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+__all__ = ["Handler", "Param", "Tool", "ToolCall", "ToolRegistry", "ToolResult", "UnknownTool"]
 
-
-class UnknownTool(NotFound):
-    code = "unknown_tool"
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    type: str  # "string" | "integer" | "number" | "boolean"
-    description: str
-    required: bool = False
-    enum: tuple[str, ...] | None = None
-    minimum: int | None = None
-    maximum: int | None = None
-    max_length: int | None = None
-    dynamic_variable: str | None = None  # ElevenLabs: filled by the platform, not the LLM
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """Who calls and from where. ``call_id`` is the platform's id for this call (de-duplication);
-    ``conversation_id`` the call/conversation whose viewers see the result."""
-
-    account_id: int
-    scopes: tuple[str, ...]
-    dialect: str
-    call_id: str | None = None
-    conversation_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ToolResult:
-    """What the agent gets back: ``data`` (small JSON, no image bytes) and ``message`` (one line to say)."""
-
-    data: dict[str, Any]
-    message: str
-    image_url: str | None = None
-    mime: str | None = None
-    title: str | None = None
-
-
-Handler = Callable[[ToolCall, BaseModel], Awaitable[ToolResult]]
-
-_PYTHON_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
-
-
-def _field(param: Param) -> tuple[Any, Any]:
-    """The pydantic field of a parameter: its type (a ``Literal`` of its ``enum``), bounds and length; a
-    required string must not be empty."""
-    annotation: Any = Literal[param.enum] if param.enum else _PYTHON_TYPES[param.type]  # type: ignore[valid-type]
-    min_length = 1 if param.required and param.type == "string" else None
-    info = Field(
-        default=... if param.required else None,
-        ge=param.minimum,
-        le=param.maximum,
-        max_length=param.max_length,
-        min_length=min_length,
-    )
-    return (annotation if param.required else annotation | None), info
-
-
-@dataclass
-class Tool:
-    name: str
-    title: str
-    description: str
-    params: list[Param]
-    handler: Handler
-    scope: str = "tools"
-    model: type[BaseModel] = field(init=False)
-
-    def __post_init__(self) -> None:
-        if not TOOL_NAME.fullmatch(self.name):
-            raise ValueError(f"tool name {self.name!r} does not match {TOOL_NAME.pattern}")
-        fields = {p.name: _field(p) for p in self.params}
-        self.model = create_model(  # type: ignore[call-overload]
-            f"{self.name}_arguments", __config__=ConfigDict(extra="ignore", str_strip_whitespace=True), **fields
-        )
-
-    def parse(self, arguments: Any) -> BaseModel:
-        """Validate ``arguments`` (object, or a JSON string as OpenAI sends); raises ``InvalidRequest`` naming
-        the field."""
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as err:
-                raise InvalidRequest(f"arguments are not valid JSON: {err.msg}", field="arguments") from err
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, dict):
-            raise InvalidRequest("arguments must be a JSON object", field="arguments")
-        try:
-            return self.model.model_validate(arguments)
-        except ValidationError as err:
-            raise invalid_from_validation(err) from err
-
-    # -- schemas -------------------------------------------------------------------------------------
-
-    def json_schema(self, *, strict: bool = False, llm_only: bool = False) -> dict[str, Any]:
-        """The arguments as JSON Schema. ``strict``: OpenAI strict mode (every property required, optional
-        ones nullable, no additional properties). ``llm_only``: leave out platform-filled parameters."""
-        properties: dict[str, Any] = {}
-        required: list[str] = []
-        for p in self.params:
-            if llm_only and p.dynamic_variable:
-                continue
-            prop: dict[str, Any] = {"type": p.type, "description": p.description}
-            if p.enum:
-                prop["enum"] = list(p.enum)
-            if p.minimum is not None:
-                prop["minimum"] = p.minimum
-            if p.maximum is not None:
-                prop["maximum"] = p.maximum
-            if strict and not p.required:
-                prop["type"] = [p.type, "null"]
-                if p.enum:
-                    prop["enum"] = [*p.enum, None]
-            properties[p.name] = prop
-            if p.required or strict:
-                required.append(p.name)
-        schema: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
-        if strict:
-            schema["additionalProperties"] = False
-        return schema
-
+#: What the agent hears while a video is made (they take a minute or two).
+VIDEO_COMING = "The video is being made and will play on the caller's screen in a minute or two."
 
 CONVERSATION_ID = Param(
     "conversation_id",
@@ -206,6 +79,54 @@ def generate_image_tool(settings: Settings, handler: Handler) -> Tool:
     )
 
 
+def generate_video_tool(settings: Settings, handler: Handler) -> Tool:
+    """``generate_video``: a short video from a description, playing on the caller's screen when ready."""
+    videos = [name for name, spec in settings.models.items() if spec.kind == "video"]
+    ratios = settings.models[settings.generation.default_video_model].aspect_ratios
+    return Tool(
+        name="generate_video",
+        title="Generate video",
+        description=(
+            "Make a short video clip (about 5 seconds) and play it on the caller's screen when it is ready, "
+            "which takes a minute or two. Use it when the caller asks for a video or to see something move. "
+            "The answer says it is being made: tell the caller, and keep talking meanwhile."
+        ),
+        params=[
+            Param(
+                "prompt", "string", "What the video shows, e.g. 'a slow pan across a white kitchen with black "
+                "galaxy granite countertops'.", required=True, max_length=settings.prompts.max_length,
+            ),
+            Param("aspect_ratio", "string", "Optional shape: 16:9 wide (default), 9:16 tall, 1:1.", enum=tuple(ratios)),
+            Param("model", "string", "Optional video model; leave empty for the default.", enum=tuple(videos)),
+            CONVERSATION_ID,
+        ],
+        handler=handler,
+    )  # fmt: skip
+
+
+def edit_image_tool(settings: Settings, handler: Handler) -> Tool:
+    """``edit_image``: upscale, remove the background of, restore the faces in, or animate a picture."""
+    return Tool(
+        name="edit_image",
+        title="Edit image",
+        description=(
+            "Change a picture the caller has seen: 'upscale' makes it sharper and larger, 'remove_background' "
+            "cuts the subject out, 'restore_face' fixes faces, 'animate' turns it into a short video (a minute or "
+            "two). Without asset_id it works on the last picture shown in this call."
+        ),
+        params=[
+            Param("operation", "string", "What to do with the picture.", required=True,
+                  enum=tuple(settings.generation.operations)),
+            Param("asset_id", "integer", "Optional library asset id of the picture; leave empty for the last "
+                  "picture shown in this call.", minimum=1),
+            Param("prompt", "string", "Optional, for animate: how the picture should move, e.g. 'steam rises, "
+                  "slow zoom in'.", max_length=settings.prompts.max_length),
+            CONVERSATION_ID,
+        ],
+        handler=handler,
+    )  # fmt: skip
+
+
 def show_product_image_tool(handler: Handler) -> Tool:
     """``show_product_image``: the best match from the business's media library."""
     return Tool(
@@ -232,7 +153,7 @@ def show_product_image_tool(handler: Handler) -> Tool:
 
 
 class ToolRegistry:
-    """``generate_image`` and ``show_product_image``, and their export for every platform."""
+    """``generate_image``, ``show_product_image``, ``generate_video`` and ``edit_image``, and their handlers."""
 
     def __init__(
         self,
@@ -254,6 +175,8 @@ class ToolRegistry:
             for tool in (
                 generate_image_tool(settings, self._generate_image),
                 show_product_image_tool(self._show_product_image),
+                generate_video_tool(settings, self._generate_video),
+                edit_image_tool(settings, self._edit_image),
             )
         }
 
@@ -280,12 +203,45 @@ class ToolRegistry:
 
     # -- handlers ------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _idempotency_key(call: ToolCall) -> str | None:
+        """The job's idempotency key for a platform's call id: a retried tool call finds the first job."""
+        if not call.call_id:
+            return None
+        key = f"tool:{call.dialect}:{call.call_id}"
+        return key if len(key) <= 255 else "tool:" + hashlib.sha256(key.encode()).hexdigest()
+
+    async def _run(self, call: ToolCall, request: GenerationRequest) -> ToolResult:
+        """Submit the job and wait up to ``tools.max_wait_seconds`` for it; the agent's answer either way."""
+        job = await self.generation.submit(call.account_id, request)
+        if not job.done:
+            job = await self.generation.wait(job.id, timeout=self.settings.tools.max_wait_seconds)
+        return self._job_result(job)
+
+    async def _generate_video(self, call: ToolCall, args: Any) -> ToolResult:
+        return await self._run(call, GenerationRequest(
+            prompt=args.prompt, aspect_ratio=args.aspect_ratio,
+            model=args.model or self.settings.generation.default_video_model, conversation_id=call.conversation_id,
+            source=f"tool:{call.dialect}", idempotency_key=self._idempotency_key(call),
+        ))  # fmt: skip
+
+    async def _edit_image(self, call: ToolCall, args: Any) -> ToolResult:
+        asset_id = args.asset_id
+        if asset_id is None:
+            if not call.conversation_id:
+                raise InvalidRequest("give asset_id, or call from a conversation that has shown a picture",
+                                     field="asset_id")  # fmt: skip
+            asset_id = await self.gallery.last_image_id(call.account_id, call.conversation_id)
+            if asset_id is None:
+                raise InvalidRequest("no picture has been shown in this call yet: give asset_id", field="asset_id")
+        return await self._run(call, GenerationRequest(
+            prompt=args.prompt or "", model=self.settings.generation.operations[args.operation],
+            input_asset_id=asset_id, conversation_id=call.conversation_id, source=f"tool:{call.dialect}",
+            idempotency_key=self._idempotency_key(call),
+        ))  # fmt: skip
+
     async def _generate_image(self, call: ToolCall, args: Any) -> ToolResult:
-        key = None
-        if call.call_id:
-            key = f"tool:{call.dialect}:{call.call_id}"
-            if len(key) > 255:
-                key = "tool:" + hashlib.sha256(key.encode()).hexdigest()
+        key = self._idempotency_key(call)
         request = GenerationRequest(
             prompt=args.prompt,
             style=args.style,
@@ -296,41 +252,36 @@ class ToolRegistry:
             source=f"tool:{call.dialect}",
             idempotency_key=key,
         )
-        job = await self.generation.submit(call.account_id, request)
-        if not job.done:
-            job = await self.generation.wait(job.id, timeout=self.settings.tools.max_wait_seconds)
-        return self._job_result(job)
+        return await self._run(call, request)
 
     def _job_result(self, job: JobView) -> ToolResult:
+        """The agent's answer for a job: ready (with the URLs), still being made, or raise its failure."""
+        noun = "video" if job.kind in VIDEO_KINDS else "image"
         if job.status == "succeeded":
             urls = [a.url for a in job.assets]
             shown = " on the caller's screen" if job.conversation_id else ""
             return ToolResult(
                 data={
-                    "status": "ready",
-                    "job_id": job.id,
-                    "image_url": urls[0],
-                    "image_urls": urls,
-                    "prompt": job.prompt,
-                    "credits_charged": job.charged,
-                    "message": f"The image is ready{shown}.",
+                    "status": "ready", "kind": job.kind, "job_id": job.id, f"{noun}_url": urls[0],
+                    f"{noun}_urls": urls, "asset_ids": [a.id for a in job.assets], "prompt": job.prompt,
+                    "credits_charged": job.charged, "charged_unit": job.unit, "message": f"The {noun} is ready{shown}.",
                 },
-                message=f"The image of {job.prompt} is ready{shown}.",
+                message=f"The {noun} of {job.prompt} is ready{shown}.",
                 image_url=urls[0],
                 mime=job.assets[0].mime,
                 title=job.prompt[:80],
-            )
+            )  # fmt: skip
         if job.status in ("queued", "running"):
+            message = (
+                VIDEO_COMING if noun == "video"
+                else "The image is being created and will appear on the screen in a few seconds."
+            )  # fmt: skip
             return ToolResult(
-                data={
-                    "status": "generating",
-                    "job_id": job.id,
-                    "prompt": job.prompt,
-                    "message": "The image is being created and will appear on the screen in a few seconds.",
-                },
-                message="The image is being created and will appear on the screen in a few seconds.",
-            )
-        error = ProviderError(f"the image could not be made: {job.error}; nothing was charged")
+                data={"status": "generating", "kind": job.kind, "job_id": job.id, "prompt": job.prompt,
+                      "message": message},
+                message=message,
+            )  # fmt: skip
+        error = ProviderError(f"the {noun} could not be made: {job.error}; nothing was charged")
         error.code = job.error_code or error.code
         raise error
 

@@ -148,8 +148,10 @@ async def tool_definitions(request: web.Request) -> web.Response:
 ELEVENLABS_INSTRUCTIONS = (
     "\n\nYou can show pictures on the caller's screen while you talk. When the caller names one of our products, "
     "call show_product_image with the product name. When they want to see something else (a room, a combination, "
-    "an idea), call generate_image with a concrete description. Tell the caller the picture is on their screen; "
-    "if the tool says it is still being generated, say it will appear in a moment and keep talking."
+    "an idea), call generate_image with a concrete description. When they want a video, call generate_video; "
+    "to sharpen, cut out, fix the faces in or animate a picture they have seen, call edit_image. Tell the "
+    "caller the picture is on their screen; if the tool says it is still being made, say it will appear in a "
+    "moment (a video takes a minute or two) and keep talking."
 )
 
 

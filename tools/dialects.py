@@ -284,7 +284,8 @@ async def _mcp_one(request: web.Request, caller: Caller, message: Any) -> dict[s
                 "capabilities": {"tools": {"listChanged": False}},
                 "serverInfo": {"name": "showme", "title": "showme", "version": "0.1.0"},
                 "instructions": "Call show_product_image for the business's own products and generate_image for "
-                "anything else the caller should see; images appear on the caller's screen.",
+                "anything else the caller should see; generate_video for a short clip; edit_image to upscale, cut "
+                "out, restore or animate a picture already shown. Everything appears on the caller's screen.",
             },
         }
     if method == "ping":

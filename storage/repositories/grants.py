@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from storage.db import Database
 from storage.models import CreditGrant, LedgerEntry
@@ -121,6 +121,17 @@ class CreditRepository:
         async with self.db.read() as session:
             rows = (await session.scalars(select(CreditGrant).where(ACTIVE).order_by(*BURN_DOWN),
                                           {"account": account_id, "now": now})).all()  # fmt: skip
+        return [record(GrantRecord, row) for row in rows]
+
+    async def current_grants(self, account_id: int, now: datetime) -> list[GrantRecord]:
+        """The account's grants not voided and not expired at ``now``, used up or not, in burn-down order."""
+        current = and_(
+            CreditGrant.account_id == account_id,
+            CreditGrant.voided_at.is_(None),
+            or_(CreditGrant.expires_at.is_(None), CreditGrant.expires_at > now),
+        )
+        async with self.db.read() as session:
+            rows = (await session.scalars(select(CreditGrant).where(current).order_by(*BURN_DOWN))).all()
         return [record(GrantRecord, row) for row in rows]
 
     async def ledger(self, account_id: int, limit: int) -> list[LedgerRecord]:

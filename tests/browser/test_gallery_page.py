@@ -105,3 +105,54 @@ async def test_bad_token_shows_a_clear_error_and_gets_no_events(live: Any, brows
     assert await page.locator("article.card").count() == 0
     assert sockets == []  # the page never opened the event feed
     await page.screenshot(path=str(tmp_path / "bad-token.png"))
+
+
+async def test_a_flash_plan_video_plays_on_the_gallery(
+    database_url: str, tmp_path: Path, replicate_fake: FakeReplicate, aiohttp_server: Any, browser: Any
+) -> None:
+    """A redeemed Flash code's video quota pays for one text-to-video through the voice tool; the gallery shows
+    the job in progress, then plays the stored MP4; the quota shows 0 videos left."""
+    import aiohttp
+
+    from core.video import decode_frames
+
+    port = free_port()
+    settings = make_settings(
+        database_url, tmp_path, server={"public_url": f"http://127.0.0.1:{port}"}, tools={"max_wait_seconds": 1}
+    )
+    app = create_app(settings, secrets=Secrets(REPLICATE_API_TOKEN=replicate_fake.token, SHOWME_SECRET_KEY="k"))
+    await aiohttp_server(app, port=port)
+    services = app[SERVICES]
+    account = await services.accounts.create("Acme Kitchens")
+    key = (await services.accounts.create_api_key(account.id)).key
+    [code] = await services.billing.codes.create("flash")
+    replicate_fake.model_durations["bytedance/seedance-1-lite"] = 3.0
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
+    token, _ = services.viewer_tokens.mint(account.id, "conv_video")
+    page = await browser.new_page()
+    await page.goto(f"{base}/calls/conv_video?token={token}")
+    await page.wait_for_selector('#status[data-state="live"]', timeout=10_000)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/api/v1/redeem", headers=auth, json={"code": code}) as response:
+            assert response.status == 200, await response.text()
+        async with http.post(
+            f"{base}/tools/generate_video", headers=auth,
+            json={"prompt": "a slow pan across a white kitchen", "conversation_id": "conv_video"},
+        ) as response:  # fmt: skip
+            body = await response.json()
+        assert (body["status"], body["kind"]) == ("generating", "video"), body
+        assert "minute" in body["message"]
+        await page.wait_for_selector("article.card.pending", timeout=5_000)
+        assert "Making the video" in await page.inner_text("article.card.pending")
+        await page.wait_for_selector("article.card.video video", timeout=20_000)
+        await page.wait_for_function("document.querySelector('article.card video').readyState >= 2", timeout=20_000)
+        assert await page.locator("article.card").count() == 1  # the placeholder became the video
+        await page.screenshot(path=str(tmp_path / "gallery-video.png"), full_page=True)
+        async with http.get(f"{base}/api/v1/credits", headers=auth) as response:
+            balance = await response.json()
+    job = await services.generation.get(body["job_id"])
+    assert (job.status, job.unit, job.charged) == ("succeeded", "video", 1)
+    [video] = job.assets
+    assert decode_frames(Path(video.file_path or "")) == 12
+    quotas = {q["unit"]: q["remaining"] for q in balance["quotas"]}
+    assert quotas["video"] == 0 and quotas["image"] == 8 and balance["credits"] == 10

@@ -265,7 +265,7 @@ async def test_hourly_plan_end_to_end_paid_code_redeem_quota_then_credits_then_e
         assert job["status"] == "succeeded" and job["unit"] == "image", job
     assert await server.balance() == credits_before - 2
     balance = await services.credits.balance(server.account_id)
-    assert {q.unit: q.remaining for q in balance.quotas} == {"video": 1}
+    assert {q.unit: q.remaining for q in balance.quotas} == {"image": 0, "video": 1}  # used up, still shown
     response = await generate(server, "kitchen number nine")
     assert (await response.json())["job"]["unit"] == "credit"
     assert await server.balance() == credits_before - 3

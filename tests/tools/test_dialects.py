@@ -268,7 +268,8 @@ async def test_mcp_initialize_list_call(server: Server) -> None:
     assert (await rpc({"jsonrpc": "2.0", "method": "notifications/initialized"}))[0] == 202
     _, listing = await rpc({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
     tools = {t["name"]: t for t in listing["result"]["tools"]}
-    assert set(tools) == {"generate_image", "show_product_image"}
+    assert set(tools) == {"generate_image", "show_product_image", "generate_video", "edit_image"}
+    assert tools["edit_image"]["inputSchema"]["required"] == ["operation"]
     assert tools["generate_image"]["inputSchema"]["required"] == ["prompt"]
     call = {
         "jsonrpc": "2.0",

@@ -18,6 +18,9 @@ from core.events import LocalEventHub
 from tests.tools.conftest import Server
 from tools.dialects import export_tools
 
+TOOL_ORDER = ["generate_image", "show_product_image", "generate_video", "edit_image"]
+TOOL_NAMES = set(TOOL_ORDER)
+
 
 async def test_bad_viewer_tokens_get_a_clear_error_and_no_events(server: Server, clock: ManualClock) -> None:
     good, _ = server.services.viewer_tokens.mint(server.account_id, "conv_a")
@@ -103,7 +106,7 @@ async def test_tool_exports_follow_each_platforms_rules(server: Server) -> None:
     assert vapi[0]["server"]["url"] == "https://x/tools/vapi"
     assert "conversation_id" not in vapi[0]["function"]["parameters"]["properties"]
     response = await server.client.get("/tools?format=mcp")
-    assert {t["name"] for t in (await response.json())["tools"]} == {"generate_image", "show_product_image"}
+    assert {t["name"] for t in (await response.json())["tools"]} == TOOL_NAMES
     bad = await server.client.get("/tools?format=soap")
     assert bad.status == 400 and (await bad.json())["error"]["code"] == "invalid_request"
 
@@ -147,7 +150,7 @@ async def test_elevenlabs_agent_config_adds_tools_and_instructions(server: Serve
     response = await server.client.post("/api/v1/agents/elevenlabs/config", headers=server.auth, json=config)
     body = await response.json()
     prompt = body["conversation_config"]["agent"]["prompt"]
-    assert [t["name"] for t in prompt["tools"]] == ["end_call", "generate_image", "show_product_image"]
+    assert [t["name"] for t in prompt["tools"]] == ["end_call", *TOOL_ORDER]
     assert prompt["prompt"].startswith("You help people pick countertops.") and "show_product_image" in prompt["prompt"]
     assert prompt["tools"][1]["api_schema"]["request_headers"]["Authorization"] == f"Bearer {server.key}"
     twice = await server.client.post("/api/v1/agents/elevenlabs/config", headers=server.auth, json=body)
