@@ -60,6 +60,11 @@ class MediaSettings(Section):
         default=None, description="Base URL of /media; defaults to server.public_url + '/media'"
     )
     thumbnail_pixels: int = Field(default=512, ge=64, le=2048)
+    allow_private_input_urls: bool = Field(
+        default=False,
+        description="let REST input_url reach loopback and private addresses (only where images live on the "
+        "deployment's own network; off, such URLs are refused)",
+    )
     search_cache_seconds: float = Field(
         default=30, ge=0, description="search results are reused this long unless this process changes the library"
     )

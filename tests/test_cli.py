@@ -376,3 +376,26 @@ async def test_serve_answers_a_tool_call_and_stops_on_sigint(cli: Cli) -> None:
     assert proc.returncode == 0, err.decode()
     assert "Traceback" not in err.decode()
     assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 9
+
+
+async def test_edit_and_video_from_the_command_line(cli: Cli, tmp_path: Path, replicate_fake: FakeReplicate) -> None:
+    from PIL import Image
+
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (40, 30), (90, 60, 30)).save(photos / "walnut-cabinet.png")
+    imported = await cli.json("library", "import", str(photos), "--account", account)
+    asset_id = str(imported["created"][0]["asset_id"])
+    edited = await cli.json("edit", asset_id, "--operation", "remove_background", "--account", account)
+    assert (edited["job"]["status"], edited["job"]["charged"], edited["balance"]["credits"]) == ("succeeded", 1, 9)
+    with Image.open(edited["job"]["assets"][0]["file_path"]) as cut_out:
+        assert cut_out.mode == "RGBA"
+    code, out, _ = await cli.run("generate", "waves on a beach", "--model", "seedance_lite", "--account", account)
+    assert code == 0 and "video 1:" in out and "video/mp4" in out and "1 s" in out, out
+    assert "balance 4 credits" in out
+    upscaled = await cli.json("edit", asset_id, "--operation", "upscale", "--account", account)
+    assert (upscaled["job"]["assets"][0]["width"], upscaled["balance"]["credits"]) == (160, 2)
+    code, _, err = await cli.run("generate", "a second clip", "--model", "seedance_lite", "--account", account)
+    assert code != 0 and "not enough credits" in err, err  # 2 left, a video costs 5: refused, nothing charged
+    assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 2

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -11,6 +12,12 @@ from core.errors import InvalidRequest, PayloadTooLarge, invalid_from_validation
 from core.generation import GenerationRequest, JobView
 from tools.dialects import FORMATS, export_tools
 from tools.http import SERVICES, SETTINGS, authenticate, plain, read_json
+from tools.remote import fetch_image
+
+
+def _name_from_filename(filename: str) -> str:
+    """An asset name from a file name: ``black-galaxy_granite.jpg`` → ``black galaxy granite``."""
+    return filename.rsplit(".", 1)[0].replace("-", " ").replace("_", " ").strip()
 
 
 def job_json(job: JobView) -> dict[str, Any]:
@@ -21,12 +28,20 @@ def job_json(job: JobView) -> dict[str, Any]:
 
 
 class GenerationBody(BaseModel):
+    """``POST /api/v1/generations``: ``model`` of any kind (or ``operation``, which names the configured edit
+    model); an edit or animation's image as ``input_asset_id``, ``input_job_id`` (that job's first output) or
+    ``input_url`` (https, public addresses only), at most one of them."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    prompt: str = Field(min_length=1)
+    prompt: str = Field(default="", max_length=10_000)
     style: str | None = None
     aspect_ratio: str | None = None
     model: str | None = None
+    operation: Literal["upscale", "remove_background", "restore_face", "animate"] | None = None
+    input_asset_id: int | None = Field(default=None, ge=1)
+    input_job_id: str | None = Field(default=None, max_length=64)
+    input_url: str | None = Field(default=None, max_length=2048)
     num_outputs: int = Field(default=1, ge=1, le=4)
     seed: int | None = None
     conversation_id: str | None = None
@@ -46,24 +61,52 @@ async def create_generation(request: web.Request) -> web.Response:
     caller = await authenticate(request, "generate")
     body = _validated(GenerationBody, await read_json(request))
     services = request.app[SERVICES]
+    model = body.model
+    if body.operation is not None:
+        if model is not None:
+            raise InvalidRequest("give model or operation, not both", field="operation")
+        model = request.app[SETTINGS].generation.operations[body.operation]
     job = await services.generation.submit(
         caller.account_id,
         GenerationRequest(
             prompt=body.prompt,
             style=body.style,
             aspect_ratio=body.aspect_ratio,
-            model=body.model,
+            model=model,
             num_outputs=body.num_outputs,
             seed=body.seed,
             conversation_id=body.conversation_id,
             source="api",
             idempotency_key=request.headers.get("Idempotency-Key"),
+            input_asset_id=await _input_asset(request, caller.account_id, body),
         ),
     )
     wait = request.app[SETTINGS].tools.max_wait_seconds if body.wait_seconds is None else body.wait_seconds
     if not job.done and wait > 0:
         job = await services.generation.wait(job.id, timeout=wait)
     return web.json_response({"job": job_json(job)}, status=200 if job.done else 202)
+
+
+async def _input_asset(request: web.Request, account_id: int, body: GenerationBody) -> int | None:
+    """The library asset id of the request's input image: given, a job's output, or downloaded from a URL
+    into the library (as an upload)."""
+    given = [name for name in ("input_asset_id", "input_job_id", "input_url") if getattr(body, name) is not None]
+    if len(given) > 1:
+        raise InvalidRequest(f"give one of {', '.join(given)}", field=given[1])
+    services, settings = request.app[SERVICES], request.app[SETTINGS]
+    if body.input_job_id is not None:
+        return await services.generation.output_asset_id(account_id, body.input_job_id)
+    if body.input_url is not None:
+        data = await fetch_image(
+            body.input_url, settings.tools.upload_max_bytes, allow_private=settings.media.allow_private_input_urls
+        )
+        name = _name_from_filename(urlsplit(body.input_url).path.rsplit("/", 1)[-1]) or "image from a URL"
+        try:
+            asset, _ = await services.library.import_image(account_id, data, name=name, description=body.input_url)
+        except InvalidRequest as err:
+            raise InvalidRequest(f"input_url is not an image: {err.message}", field="input_url") from err
+        return asset.id
+    return body.input_asset_id
 
 
 async def get_generation(request: web.Request) -> web.Response:
@@ -105,7 +148,7 @@ async def upload_asset(request: web.Request) -> web.Response:
             fields[part.name] = (await part.text())[:2000]
     if not data:
         raise InvalidRequest("file is required", field="file")
-    name = fields.get("name") or filename.rsplit(".", 1)[0].replace("-", " ").replace("_", " ").strip()
+    name = fields.get("name") or _name_from_filename(filename)
     asset, created = await request.app[SERVICES].library.import_image(
         caller.account_id,
         data,

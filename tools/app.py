@@ -39,9 +39,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OVERRIDES = web.AppKey("overrides", dict)
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    """The one error shape of the HTTP API: ``{"error": {"code", "message"}}``."""
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    """The one error shape of the HTTP API: ``{"error": {"code", "message"}}``, plus ``field`` when one request
+    field is at fault."""
+    error = {"code": code, "message": message, **({"field": field} if field else {})}
+    return web.json_response({"error": error}, status=status)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -60,7 +62,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ShowmeError as err:
-        return error_response(err.status, err.code, err.message)
+        return error_response(err.status, err.code, err.message, err.field)
     except web.HTTPException as err:
         if err.status < 400:
             raise

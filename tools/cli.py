@@ -34,7 +34,7 @@ from core.errors import (
 )
 
 if TYPE_CHECKING:
-    from core.generation import JobView
+    from core.generation import GenerationRequest, JobView
     from tools.services import Services
 
 # The server's modules are imported by the commands that use them: this module is also what a spawned worker
@@ -213,8 +213,9 @@ def _job_text(job: JobView, balance: int | None = None) -> str:
     if job.error:
         lines.append(f"error: {job.error}")
     for index, asset in enumerate(job.assets, 1):
-        lines.append(f"image {index}: {asset.file_path}")
-        lines.append(f"  {asset.url}  ({asset.width}×{asset.height} {asset.mime}, {asset.size_bytes} bytes)")
+        length = f", {asset.duration_seconds:g} s" if asset.duration_seconds else ""
+        lines.append(f"{asset.kind} {index}: {asset.file_path}")
+        lines.append(f"  {asset.url}  ({asset.width}×{asset.height} {asset.mime}{length}, {asset.size_bytes} bytes)")
     return "\n".join(lines)
 
 
@@ -231,7 +232,25 @@ async def cmd_generate(args: argparse.Namespace, s: Services) -> int:
         seed=args.seed,
         source="cli",
         idempotency_key=args.idempotency_key,
+        input_asset_id=args.input_asset_id,
     )
+    return await _finish_job(args, s, request)
+
+
+async def cmd_edit(args: argparse.Namespace, s: Services) -> int:
+    from core.generation import GenerationRequest
+
+    await s.accounts.get(args.account)
+    model = s.settings.generation.operations[args.operation]
+    request = GenerationRequest(
+        prompt=args.prompt or "", model=model, input_asset_id=args.asset_id, source="cli",
+        idempotency_key=args.idempotency_key,
+    )  # fmt: skip
+    return await _finish_job(args, s, request)
+
+
+async def _finish_job(args: argparse.Namespace, s: Services, request: GenerationRequest) -> int:
+    """Run the job to its end, print it with the balance; exit 0 done, 1 unfinished or refused, 5 provider."""
     job = await s.generation.generate(args.account, request)
     await s.generation.drain()  # its thumbnails, before the process exits
     balance = await s.credits.balance(args.account)
@@ -513,16 +532,27 @@ def _add_money_commands(group: Group, common: argparse.ArgumentParser) -> None:
 
 def _add_generation_commands(commands: Any, group: Group, common: argparse.ArgumentParser) -> None:
     """generate, jobs."""
-    p = commands.add_parser("generate", parents=[common], help="generate an image and store it in the library")
+    p = commands.add_parser(
+        "generate", parents=[common], help="generate an image or a video and store it in the library"
+    )
     p.add_argument("prompt")
     p.add_argument("--account", type=_positive, required=True)
-    p.add_argument("--model", help="model name from config (default: generation.default_model)")
+    p.add_argument("--model", help="model name from config, any kind (default: generation.default_model)")
+    p.add_argument("--input-asset", type=_positive, dest="input_asset_id",
+                   help="library asset an image_to_video model animates")  # fmt: skip
     p.add_argument("--style", help="style preset (photorealistic, artistic, sketch, modern, …)")
     p.add_argument("--aspect-ratio", help="like 16:9 (default 1:1)")
     p.add_argument("--num-outputs", type=_positive, default=1, help="1–4 images, each charged")
     p.add_argument("--seed", type=int)
     p.add_argument("--idempotency-key", help="a retried command with the same key returns the first job")
     p.set_defaults(handler=cmd_generate)
+    p = commands.add_parser("edit", parents=[common], help="upscale, cut out, restore faces in or animate an asset")
+    p.add_argument("asset_id", type=_positive)
+    p.add_argument("--operation", required=True, choices=["upscale", "remove_background", "restore_face", "animate"])
+    p.add_argument("--account", type=_positive, required=True)
+    p.add_argument("--prompt", help="for animate: how the picture should move")
+    p.add_argument("--idempotency-key", help="a retried command with the same key returns the first job")
+    p.set_defaults(handler=cmd_edit)
 
     jobs = group("jobs", "generation jobs")
     p = jobs.add_parser("show", parents=[common], help="show one job")

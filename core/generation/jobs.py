@@ -188,6 +188,18 @@ class GenerationService:
             raise Conflict("this idempotency key was already used for a different request", field="idempotency_key")
         return await self.get(job_id)
 
+    async def output_asset_id(self, account_id: int, job_id: str) -> int:
+        """The first output of the account's finished job ``job_id`` (to edit or animate it).
+
+        Raises:
+            NotFound: no such job of the account.
+            InvalidRequest: the job has no stored output (field ``input_job_id``).
+        """
+        job = await self.get(job_id, account_id)
+        if not job.assets:
+            raise InvalidRequest(f"job {job_id} has no finished output to use", field="input_job_id")
+        return job.assets[0].id
+
     async def generate(self, account_id: int, request: GenerationRequest, *, timeout: float | None = None) -> JobView:
         """``submit`` and wait until the job finishes (or ``timeout`` seconds pass; then it is still running)."""
         job = await self.submit(account_id, request)
