@@ -7,12 +7,14 @@ Adapters render these in their own markup; nothing here knows a chat platform's 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from core.accounts import AccountService, AccountView
 from core.billing import Billing, Product
+from core.catalog_settings import VIDEO_KINDS
 from core.config import Settings
 from core.credits import Balance, CreditService
 from core.errors import (
@@ -30,6 +32,20 @@ from core.generation import GenerationRequest, GenerationService, JobView
 from core.library import Library
 from core.prompts import extract_image_request
 from storage.blobs import LocalBlobStore
+
+WORKING = {
+    "image": "🎨 Making your picture with {model}…",
+    "video": "🎬 Making your video with {model} (about a minute)…",
+    "image_to_video": "🎬 Animating your picture (about a minute)…",
+    "upscale": "⬆️ Upscaling your picture…",
+    "remove_background": "✂️ Removing the background…",
+    "restore_face": "✨ Restoring the faces…",
+}
+
+
+def working_text(job: JobView) -> str:
+    """What a chat shows while ``job`` runs."""
+    return WORKING.get(job.kind, WORKING["image"]).format(model=job.model)
 
 
 @dataclass(frozen=True)
@@ -165,9 +181,9 @@ class ChatService:
         return await self.preferences(account_id)
 
     def choices(self) -> dict[str, list[str]]:
-        """Allowed values per preference."""
+        """Allowed values per preference (the model: image models only)."""
         return {
-            "model": list(self.settings.models),
+            "model": [name for name, spec in self.settings.models.items() if spec.kind == "image"],
             "style": list(self.settings.styles),
             "aspect_ratio": list(self.settings.aspect_ratios),
         }
@@ -224,11 +240,45 @@ class ChatService:
     async def again(
         self, account_id: int, job: JobView, *, style: str | None = None, idempotency_key: str | None = None
     ) -> GenerationRequest:
-        """The request for "another one like this": the job's prompt, model, style (or ``style``) and aspect
-        ratio with a new seed."""
-        return self.request(
+        """The request for "another one like this": the job's prompt, model, style (or ``style``), aspect ratio
+        and input picture, with a new seed."""
+        request = self.request(
             job.prompt, await self.preferences(account_id), model=job.model, style=style or job.style,
             aspect_ratio=job.aspect_ratio, new_seed=True, idempotency_key=idempotency_key,
+        )  # fmt: skip
+        if job.input_asset_id is not None:  # an edit or animation again: same picture; its prompt was a label
+            prompt = job.styled_prompt if job.kind == "image_to_video" else ""
+            return dataclasses.replace(request, prompt=prompt, input_asset_id=job.input_asset_id, style=None)
+        return request
+
+    def video_request(
+        self, prompt: str, preferences: ChatPreferences, *, idempotency_key: str | None = None
+    ) -> GenerationRequest:
+        """A text-to-video request for ``prompt`` (the default video model; the user's aspect ratio when the
+        video model takes it)."""
+        model = self.settings.generation.default_video_model
+        ratios = self.settings.models[model].aspect_ratios
+        ratio = preferences.aspect_ratio if preferences.aspect_ratio in ratios else None
+        return GenerationRequest(
+            prompt=prompt, model=model, aspect_ratio=ratio, source=self.platform, idempotency_key=idempotency_key
+        )
+
+    def edit_request(self, job: JobView, operation: str, *, idempotency_key: str | None = None) -> GenerationRequest:
+        """An edit (``upscale``, ``remove_background``, ``restore_face``, ``animate``) of the job's first
+        picture.
+
+        Raises:
+            InvalidRequest: an unknown operation, or the job has no picture (a video, or it failed).
+        """
+        if operation not in self.settings.generation.operations:
+            raise InvalidRequest(f"unknown edit {operation!r}", field="operation")
+        picture = next((a for a in job.assets if a.kind == "image"), None)
+        if picture is None:
+            raise InvalidRequest("there is no picture here to edit", field="job")
+        prompt = job.prompt if operation == "animate" and job.kind == "image" else ""
+        return GenerationRequest(
+            prompt=prompt, model=self.settings.generation.operations[operation], input_asset_id=picture.id,
+            source=self.platform, idempotency_key=idempotency_key,
         )  # fmt: skip
 
     async def imagine(
@@ -261,13 +311,13 @@ class ChatService:
         except ShowmeError as err:
             yield ChatEvent("refused", self.error_text(err), error=err)
             return
-        yield ChatEvent("started", f"🎨 Making your picture with {job.model}…", job)
+        yield ChatEvent("started", working_text(job), job)
         started = asyncio.get_running_loop().time()
         while not job.done:
             job = await self.generation.wait(job.id, timeout=progress_seconds)
             if not job.done:
                 seconds = int(asyncio.get_running_loop().time() - started)
-                yield ChatEvent("progress", f"🎨 Making your picture with {job.model}… {seconds} s", job)
+                yield ChatEvent("progress", f"{working_text(job)} {seconds} s", job)
         if job.status == "succeeded" and job.assets:
             yield ChatEvent("succeeded", job.prompt, job)
         else:
@@ -290,9 +340,11 @@ class ChatService:
         return "\n".join(lines)
 
     def prices_text(self) -> str:
-        """Each model's price per image, in one line."""
-        models = ", ".join(f"{name} {spec.price}" for name, spec in self.settings.models.items())
-        return f"Credits per image: {models}."
+        """Each model's price in credits, pictures then videos and edits, in two lines."""
+        models = self.settings.models.items()
+        images = ", ".join(f"{name} {spec.price}" for name, spec in models if spec.kind == "image")
+        others = ", ".join(f"{spec.kind.replace('_', ' ')} {spec.price}" for _, spec in models if spec.kind != "image")
+        return f"Credits per image: {images}." + (f"\nVideos and edits: {others}." if others else "")
 
     @staticmethod
     def product_label(product: Product) -> str:
@@ -305,9 +357,10 @@ class ChatService:
 
     @staticmethod
     def job_failed_text(job: JobView) -> str:
-        """The sentence for a failed picture (it was not charged)."""
-        reason = job.error or "the image service did not return a picture"
-        return f"Sorry, that picture failed: {reason}. You were not charged."
+        """The sentence for a failed picture, video or edit (it was not charged)."""
+        noun = "video" if job.kind in VIDEO_KINDS else "picture"
+        reason = job.error or f"the image service did not return a {noun}"
+        return f"Sorry, that {noun} failed: {reason}. You were not charged."
 
     @staticmethod
     def error_text(err: Exception) -> str:

@@ -399,3 +399,67 @@ async def test_edit_and_video_from_the_command_line(cli: Cli, tmp_path: Path, re
     code, _, err = await cli.run("generate", "a second clip", "--model", "seedance_lite", "--account", account)
     assert code != 0 and "not enough credits" in err, err  # 2 left, a video costs 5: refused, nothing charged
     assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 2
+
+
+async def test_a_three_minute_video_survives_sigkill_of_the_server(
+    cli: Cli, database_url: str, replicate_fake: FakeReplicate
+) -> None:
+    """The video's prediction runs 3 minutes. The server is SIGKILLed while it polls; a new server takes the job
+    over by prediction id once the lease lapses, finishes it (polling slows to 2 s apart after a minute) and the
+    caller is charged once."""
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    key = (await cli.json("keys", "create", "--account", account))["key"]
+    replicate_fake.model_durations["bytedance/seedance-1-lite"] = 180.0
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        "SHOWME_SERVER__PUBLIC_URL": base, "SHOWME_TOOLS__MAX_WAIT_SECONDS": "1",
+        "SHOWME_GENERATION__LEASE_SECONDS": "2",
+    }  # fmt: skip
+
+    async def serve() -> asyncio.subprocess.Process:
+        proc = await cli.start("serve", "--port", str(port), **env)
+        assert proc.stdout is not None
+        assert "serving on" in (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+
+        async def healthy() -> bool:
+            try:
+                async with aiohttp.ClientSession() as http, http.get(f"{base}/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await _wait_for(healthy)
+        return proc
+
+    first = await serve()
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{base}/tools/generate_video", headers={"Authorization": f"Bearer {key}"},
+        json={"prompt": "a kitchen at sunrise, slow pan", "conversation_id": "call_video"},
+    ) as response:  # fmt: skip
+        answer = await response.json()
+    assert answer["status"] == "generating", answer
+    job = await _job_row(database_url)
+    assert job is not None and job.prediction_id is not None  # saved at once: no sync wait for videos
+    await asyncio.sleep(5)
+    first.send_signal(signal.SIGKILL)
+    await first.wait()
+    second = await serve()
+    try:
+
+        async def finished() -> bool:
+            row = await _job_row(database_url)
+            return row is not None and row.status in ("succeeded", "failed")
+
+        await _wait_for(finished, timeout=240)
+    finally:
+        second.send_signal(signal.SIGINT)
+        await asyncio.wait_for(second.wait(), 30)
+    job = await _job_row(database_url)
+    assert job is not None and (job.status, job.charge_state, job.charged, job.unit) == (
+        "succeeded", "settled", 5, "credit"
+    ), job.error
+    assert len(replicate_fake.creates) == 1  # taken over by prediction id, not made twice
+    assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 5
+    # After the first minute the polls came at most every 2 s, not every 0.5 s.
+    assert replicate_fake.gets < 250, replicate_fake.gets  # about 170; every 0.5 s throughout would be 360

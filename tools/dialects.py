@@ -283,9 +283,7 @@ async def _mcp_one(request: web.Request, caller: Caller, message: Any) -> dict[s
                 "protocolVersion": asked if asked in MCP_VERSIONS else MCP_VERSIONS[0],
                 "capabilities": {"tools": {"listChanged": False}},
                 "serverInfo": {"name": "showme", "title": "showme", "version": "0.1.0"},
-                "instructions": "Call show_product_image for the business's own products and generate_image for "
-                "anything else the caller should see; generate_video for a short clip; edit_image to upscale, cut "
-                "out, restore or animate a picture already shown. Everything appears on the caller's screen.",
+                "instructions": MCP_INSTRUCTIONS,
             },
         }
     if method == "ping":
@@ -392,6 +390,13 @@ def _retell(tool: Tool, base: str, auth: str) -> dict[str, Any]:
 
 def _mcp(tool: Tool, base: str, auth: str) -> dict[str, Any]:
     return {"name": tool.name, "title": tool.title, "description": tool.description, "inputSchema": tool.json_schema()}
+
+
+MCP_INSTRUCTIONS = (
+    "Call show_product_image for the business's own products and generate_image for anything else the caller "
+    "should see; generate_video for a short clip; edit_image to upscale, cut out, restore or animate a picture "
+    "already shown. Everything appears on the caller's screen."
+)
 
 
 def export_tools(registry: ToolRegistry, fmt: str, base_url: str, api_key: str | None = None) -> Any:

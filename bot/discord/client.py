@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import Any
 
 import discord
@@ -15,7 +16,7 @@ import yarl
 from discord import app_commands
 
 from bot.discord.commands import Commands
-from bot.discord.views import AgainButton, ButtonAction, OriginalButton
+from bot.discord.views import EDITS, AgainButton, ButtonAction, EditButton, OriginalButton
 from core.chat import ChatService
 
 
@@ -29,6 +30,10 @@ class ShowmeClient(discord.Client):
         self.button_actions: dict[str, ButtonAction] = {
             "again": self._guarded(commands.again),
             "original": self._guarded(commands.original),
+            **{
+                f"edit:{operation}": self._guarded(functools.partial(commands.edit, operation=operation))
+                for operation in EDITS
+            },
         }
 
     def _guarded(self, action: ButtonAction) -> ButtonAction:
@@ -43,7 +48,7 @@ class ShowmeClient(discord.Client):
         return run
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(AgainButton, OriginalButton)
+        self.add_dynamic_items(AgainButton, OriginalButton, EditButton)
         self.commands.add_to(self.tree)
         guild_ids = self.commands.settings.discord.guild_ids
         for guild_id in guild_ids:

@@ -34,13 +34,14 @@ class Commands:
         return views.buy_view(self.chat, self.chat.billing, account_id, products)
 
     def add_to(self, tree: app_commands.CommandTree[Any]) -> None:
-        """Register /imagine, /balance, /buy, /redeem and /library."""
+        """Register /imagine, /video, /balance, /buy, /redeem and /library."""
         settings = self.settings
         styles = [app_commands.Choice(name=s, value=s) for s in list(settings.styles)[:25]]
         ratios = [app_commands.Choice(name=r, value=r) for r in settings.aspect_ratios[:25]]
         models = [
             app_commands.Choice(name=f"{name} ({spec.price} credit{'s' if spec.price != 1 else ''})", value=name)
             for name, spec in list(settings.models.items())[:25]
+            if spec.kind == "image"
         ]
         billing = self.chat.billing
         products = [
@@ -61,6 +62,11 @@ class Commands:
             model: app_commands.Choice[str] | None = None,
         ) -> None:
             await self.imagine(interaction, prompt, style, aspect_ratio, model)
+
+        @tree.command(name="video", description="Make a short video from your words (about a minute)")
+        @app_commands.describe(prompt="What the video shows")
+        async def video(interaction: discord.Interaction[Any], prompt: app_commands.Range[str, 1, 1000]) -> None:
+            await self.video(interaction, prompt)
 
         @tree.command(name="balance", description="Your credits and session time left")
         async def balance(interaction: discord.Interaction[Any]) -> None:
@@ -105,6 +111,15 @@ class Commands:
             aspect_ratio=aspect_ratio.value if aspect_ratio else None,
             model=model.value if model else None,
             idempotency_key=f"discord:{interaction.id}",  # a retried interaction is charged once
+        )
+        await self.generate(interaction, account_id, request)
+
+    async def video(self, interaction: discord.Interaction[Any], prompt: str) -> None:
+        """/video: defer at once, then make the clip with the default video model."""
+        await interaction.response.defer(thinking=True)
+        account_id = await self._account_id(interaction.user)
+        request = self.chat.video_request(
+            prompt, await self.chat.preferences(account_id), idempotency_key=f"discord:{interaction.id}"
         )
         await self.generate(interaction, account_id, request)
 
@@ -164,8 +179,9 @@ class Commands:
             elif event.kind == "succeeded" and event.job is not None:
                 balance = await self.chat.credits.balance(account_id)
                 embed, file = views.render(event.job, balance.credits, self.chat.blobs)
+                kind = event.job.assets[0].kind
                 await interaction.edit_original_response(
-                    content=None, embed=embed, attachments=[file], view=views.result_view(event.job.id)
+                    content=None, embed=embed, attachments=[file], view=views.result_view(event.job.id, kind)
                 )
 
     async def _own_job(self, interaction: discord.Interaction[Any], job_id: str) -> tuple[int, JobView] | None:
@@ -189,6 +205,16 @@ class Commands:
         account_id, job = found
         await interaction.response.defer(thinking=True)
         request = await self.chat.again(account_id, job, idempotency_key=f"discord:{interaction.id}")
+        await self.generate(interaction, account_id, request)
+
+    async def edit(self, interaction: discord.Interaction[Any], job_id: str, operation: str) -> None:
+        """⬆️ / ✂️ / 🎬: the picture upscaled, cut out or animated (a retried interaction is charged once)."""
+        found = await self._own_job(interaction, job_id)
+        if found is None:
+            return
+        account_id, job = found
+        request = self.chat.edit_request(job, operation, idempotency_key=f"discord:{interaction.id}")
+        await interaction.response.defer(thinking=True)
         await self.generate(interaction, account_id, request)
 
     async def original(self, interaction: discord.Interaction[Any], job_id: str) -> None:

@@ -1,6 +1,7 @@
 """How the Discord bot renders things: the image embed, persistent buttons, buy links.
 
-Persistent buttons are ``DynamicItem``s whose ``custom_id`` carries the job id (``showme:again:<job>``), so any
+Persistent buttons are ``DynamicItem``s whose ``custom_id`` carries the job id (``showme:again:<job>``,
+``showme:edit:<operation>:<job>``), so any
 process answers them, also after a restart (discord.py ``DynamicItem``; Discord's message components,
 discord.com/developers/docs/interactions/message-components).
 """
@@ -70,11 +71,40 @@ class OriginalButton(ui.DynamicItem[ui.Button[Any]], template=rf"showme:original
         await _action(interaction, "original")(interaction, self.job_id)
 
 
-def result_view(job_id: str) -> ui.View:
-    """The buttons under a picture."""
+#: The edit buttons under a picture: operation → (label, emoji).
+EDITS = {"upscale": ("Upscale", "⬆️"), "remove_background": ("Remove background", "✂️"), "animate": ("Animate", "🎬")}
+
+
+class EditButton(ui.DynamicItem[ui.Button[Any]], template=rf"showme:edit:(?P<op>[a-z_]+):{JOB_ID}"):
+    """⬆️ Upscale, ✂️ Remove background, 🎬 Animate: an edit of the picture, for the requester only."""
+
+    def __init__(self, operation: str, job_id: str) -> None:
+        label, emoji = EDITS.get(operation, (operation, None))
+        button = ui.Button(
+            label=label, emoji=emoji, style=discord.ButtonStyle.secondary, custom_id=f"showme:edit:{operation}:{job_id}"
+        )
+        super().__init__(button)
+        self.operation = operation
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: ui.Item[Any], match: re.Match[str], /
+    ) -> EditButton:
+        return cls(match["op"], match["job"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _action(interaction, f"edit:{self.operation}")(interaction, self.job_id)
+
+
+def result_view(job_id: str, kind: str = "image") -> ui.View:
+    """The buttons under a result: Again and Original, and under a picture the edits too."""
     view = ui.View(timeout=None)
     view.add_item(AgainButton(job_id))
     view.add_item(OriginalButton(job_id))
+    if kind != "video":
+        for operation in EDITS:
+            view.add_item(EditButton(operation, job_id))
     return view
 
 
@@ -90,12 +120,16 @@ def buy_view(chat: ChatService, billing: Billing, account_id: int, products: lis
 
 
 def render(job: JobView, credits_left: int, blobs: LocalBlobStore) -> tuple[discord.Embed, discord.File]:
-    """The finished picture as an embed with its file attached."""
+    """The finished picture as an embed with its file attached; a video is attached beside the embed, where
+    Discord plays it (an embed cannot show a video)."""
     asset = job.assets[0]
     path = blobs.local_path(asset.blob_key)
     filename = f"showme-{job.id[:8]}{path.suffix}"
     embed = discord.Embed(description=job.prompt[:4000], color=EMBED_COLOR)
-    embed.set_image(url=f"attachment://{filename}")
+    if asset.kind == "video":
+        embed.add_field(name="Video", value=f"{asset.width}×{asset.height}, {asset.duration_seconds or 0:g} s")
+    else:
+        embed.set_image(url=f"attachment://{filename}")
     embed.add_field(name="Model", value=job.model)
     if job.style:
         embed.add_field(name="Style", value=job.style)

@@ -54,6 +54,7 @@ class Handlers:
             CommandHandler("start", self.cmd_start),
             CommandHandler("help", self.cmd_help),
             CommandHandler(["imagine", "image"], self.cmd_imagine),
+            CommandHandler("video", self.cmd_video),
             CommandHandler("balance", self.cmd_balance),
             CommandHandler("buy", self.cmd_buy),
             CommandHandler("redeem", self.cmd_redeem),
@@ -63,6 +64,7 @@ class Handlers:
             CallbackQueryHandler(self.on_style_menu, pattern=rf"^s:{JOB}$"),
             CallbackQueryHandler(self.on_restyle, pattern=rf"^S:{JOB}:(?P<style>.+)$"),
             CallbackQueryHandler(self.on_original, pattern=rf"^o:{JOB}$"),
+            CallbackQueryHandler(self.on_edit, pattern=rf"^e:(?P<op>[{''.join(render.EDITS)}]):{JOB}$"),
             CallbackQueryHandler(self.on_buy_menu, pattern=r"^b$"),
             CallbackQueryHandler(self.on_checkout, pattern=r"^B:(?P<product>.+)$"),
             CallbackQueryHandler(self.on_setting, pattern=r"^p:(?P<key>[a-z_]+):(?P<value>.+)$"),
@@ -110,7 +112,8 @@ class Handlers:
                     await self._say_error(chat_id, event.error or ShowmeError(event.text), reply_to)
                 elif event.kind == "started":
                     status = await self.app.bot.send_message(chat_id, event.text, reply_to_message_id=reply_to)
-                    action = asyncio.create_task(self._keep_uploading(chat_id))
+                    video = event.job is not None and event.job.kind in ("video", "image_to_video")
+                    action = asyncio.create_task(self._keep_uploading(chat_id, video))
                 elif event.kind == "progress" and status is not None:
                     with contextlib.suppress(TelegramError):
                         await status.edit_text(event.text)
@@ -138,20 +141,42 @@ class Handlers:
             with contextlib.suppress(TelegramError):
                 await status.delete()
 
-    async def _keep_uploading(self, chat_id: int) -> None:
+    async def _keep_uploading(self, chat_id: int, video: bool = False) -> None:
         # The "sending photo…" indicator lasts about 5 s; renew it until cancelled.
+        action = ChatAction.UPLOAD_VIDEO if video else ChatAction.UPLOAD_PHOTO
         while True:
             with contextlib.suppress(TelegramError):
-                await self.app.bot.send_chat_action(chat_id, ChatAction.UPLOAD_PHOTO)
+                await self.app.bot.send_chat_action(chat_id, action)
             await asyncio.sleep(4.5)
 
     async def _send_result(self, chat_id: int, job: JobView, reply_to: int | None) -> None:
+        """The job's output as Telegram shows it best: a video (``sendVideo`` with its size, length and
+        poster), a picture with transparency as a document (a photo would lose its alpha), else a photo."""
         asset = job.assets[0]
-        data, filename = await asyncio.to_thread(render.photo_bytes, self.chat.blobs.local_path(asset.blob_key))
-        await self.app.bot.send_photo(
-            chat_id, photo=data, filename=filename, caption=render.caption_for(job),
-            reply_markup=render.result_keyboard(job.id), reply_to_message_id=reply_to,
-        )  # fmt: skip
+        path = self.chat.blobs.local_path(asset.blob_key)
+        common: dict[str, Any] = {
+            "caption": render.caption_for(job), "reply_markup": render.result_keyboard(job.id, asset.kind),
+            "reply_to_message_id": reply_to,
+        }  # fmt: skip
+        if asset.kind == "video" and asset.size_bytes > render.BOT_UPLOAD_LIMIT_BYTES:
+            await self.app.bot.send_message(chat_id, f"{render.caption_for(job)}\n{asset.url}",
+                                            reply_to_message_id=reply_to)  # fmt: skip
+        elif asset.kind == "video":
+            poster = self.chat.blobs.local_path(asset.thumb_key) if asset.thumb_key else None
+            await self.app.bot.send_video(
+                chat_id, video=await asyncio.to_thread(path.read_bytes), filename=f"showme-{job.id[:8]}{path.suffix}",
+                width=asset.width,
+                height=asset.height, duration=round(asset.duration_seconds or 0) or None, supports_streaming=True,
+                thumbnail=await asyncio.to_thread(render.poster_jpeg, poster) if poster else None, **common,
+            )  # fmt: skip
+        elif await asyncio.to_thread(render.has_alpha, path):
+            data = await asyncio.to_thread(path.read_bytes)
+            await self.app.bot.send_document(
+                chat_id, document=data, filename=f"showme-{job.id[:8]}{path.suffix}", **common
+            )
+        else:
+            data, filename = await asyncio.to_thread(render.photo_bytes, path)
+            await self.app.bot.send_photo(chat_id, photo=data, filename=filename, **common)
 
     async def _from_text(self, message: Message, user: User, text: str, *, literal: bool) -> bool:
         """Generate what ``text`` asks for; False when it asks for no picture (and ``literal`` is off)."""
@@ -193,6 +218,19 @@ class Handlers:
             await message.reply_text("What should I draw? For example: /imagine a cabin in the snow at night")
             return
         await self._from_text(message, user, prompt, literal=True)
+
+    async def cmd_video(self, update: Update, context: Context) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return
+        prompt = " ".join(context.args or []).strip()
+        if not prompt:
+            await message.reply_text("What should the video show? For example: /video waves rolling onto a beach")
+            return
+        account_id = await self._account_id(user)
+        preferences = await self.chat.preferences(account_id)
+        request = self.chat.video_request(prompt, preferences, idempotency_key=_key(message))
+        await self.generate(message.chat_id, user, request, message.message_id)
 
     async def on_private_text(self, update: Update, context: Context) -> None:
         message, user = update.effective_message, update.effective_user
@@ -358,6 +396,22 @@ class Handlers:
             self._where(update)[0], document=data, filename=f"showme-{job.id[:8]}{path.suffix}",
             caption=f"Original, {asset.width}×{asset.height}",
         )  # fmt: skip
+
+    async def on_edit(self, update: Update, context: Context) -> None:
+        await self._guarded(update, self._edit(update, context))
+
+    async def _edit(self, update: Update, context: Context) -> None:
+        found = await self._own_job(update, context)
+        if found is None:
+            return
+        query, user = update.callback_query, update.effective_user
+        assert query is not None and user is not None and context.match is not None
+        operation = render.EDITS[context.match["op"]]
+        # A redelivered press (same callback query) finds the first job and is charged once.
+        request = self.chat.edit_request(found[1], operation, idempotency_key=f"telegram:cb:{query.id}")
+        await query.answer(render.EDIT_ANSWERS[operation])
+        chat_id, message_id = self._where(update)
+        await self.generate(chat_id, user, request, message_id)
 
     async def on_buy_menu(self, update: Update, context: Context) -> None:
         assert update.callback_query is not None and update.effective_user is not None

@@ -2,7 +2,8 @@
 
 Limits (Telegram Bot API, core.telegram.org/bots/api): caption 1,024 characters, ``callback_data`` 64 bytes,
 photo upload 10 MB. Callback data: ``a:<job>`` again, ``s:<job>`` style menu, ``S:<job>:<style>`` restyle, ``o:<job>``
-original, ``b`` buy menu, ``B:<product>`` checkout, ``p:<setting>:<value>`` a setting, ``noop`` a heading.
+original, ``e:<u|r|f|a>:<job>`` an edit (upscale, remove background, restore faces, animate), ``b`` buy menu,
+``B:<product>`` checkout, ``p:<setting>:<value>`` a setting, ``noop`` a heading.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from core.generation import JobView
 
 CAPTION_LIMIT = 1024
 PHOTO_LIMIT_BYTES = 10 * 1024 * 1024
+BOT_UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024  # larger videos go as a link
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 COMMANDS = [
     ("imagine", "Make a picture: /imagine a cabin in the snow"),
     ("image", "Same as /imagine"),
+    ("video", "Make a short video: /video waves rolling onto a beach"),
     ("balance", "Credits and session time left"),
     ("buy", "Buy credits or an hourly session"),
     ("redeem", "Redeem a session code: /redeem ABCD-EFGH-JKMN"),
@@ -77,17 +80,54 @@ def caption_for(job: JobView) -> str:
     return prompt + tail
 
 
-def result_keyboard(job_id: str) -> InlineKeyboardMarkup:
-    """🔁 Again, 🎨 Style, 📄 Original under a picture."""
+#: Edit buttons' callback letters and the operations they run.
+EDITS = {"u": "upscale", "r": "remove_background", "f": "restore_face", "a": "animate"}
+EDIT_ANSWERS = {
+    "upscale": "Upscaling…", "remove_background": "Removing the background…", "restore_face": "Restoring faces…",
+    "animate": "Animating it (about a minute)…",
+}  # fmt: skip
+
+
+def result_keyboard(job_id: str, kind: str = "image") -> InlineKeyboardMarkup:
+    """Under a picture: 🔁 Again, 🎨 Style, 📄 Original, then ⬆️ Upscale, ✂️ Remove background, 🎬 Animate.
+    Under a video: 🔁 Again and 📄 Original."""
+    if kind == "video":
+        return InlineKeyboardMarkup([[
+            InlineKeyboardButton("🔁 Again", callback_data=f"a:{job_id}"),
+            InlineKeyboardButton("📄 Original", callback_data=f"o:{job_id}"),
+        ]])  # fmt: skip
     return InlineKeyboardMarkup(
         [
             [
                 InlineKeyboardButton("🔁 Again", callback_data=f"a:{job_id}"),
                 InlineKeyboardButton("🎨 Style", callback_data=f"s:{job_id}"),
                 InlineKeyboardButton("📄 Original", callback_data=f"o:{job_id}"),
-            ]
+            ],
+            [
+                InlineKeyboardButton("⬆️ Upscale", callback_data=f"e:u:{job_id}"),
+                InlineKeyboardButton("✂️ Remove background", callback_data=f"e:r:{job_id}"),
+                InlineKeyboardButton("🎬 Animate", callback_data=f"e:a:{job_id}"),
+            ],
         ]
     )
+
+
+def has_alpha(path: Path) -> bool:
+    """True when the stored picture has transparency (reads the header, and the pixels only for a PNG)."""
+    with Image.open(path) as image:
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            return image.mode not in ("RGBA", "LA") or image.getextrema()[-1][0] < 255
+    return False
+
+
+def poster_jpeg(path: Path) -> bytes:
+    """A video's poster as ``sendVideo``'s ``thumbnail`` wants it: JPEG, at most 320 pixels a side."""
+    with Image.open(path) as image:
+        small = image.convert("RGB")
+        small.thumbnail((320, 320))
+        out = io.BytesIO()
+        small.save(out, format="JPEG", quality=85)
+    return out.getvalue()
 
 
 def styles_keyboard(job_id: str, styles: list[str]) -> InlineKeyboardMarkup:

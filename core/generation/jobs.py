@@ -32,6 +32,9 @@ from storage.records import JobRecord, record
 
 log = logging.getLogger(__name__)
 
+#: What an animation shows when the request says nothing about the motion.
+DEFAULT_MOTION = "gentle natural motion, slow camera push-in"
+
 #: How an edit's job is named when the request gives no prompt (``"Upscaled: Black Galaxy granite"``).
 EDIT_LABELS = {
     "upscale": "Upscaled",
@@ -124,6 +127,8 @@ class GenerationService:
                                   "styled_prompt": styled}  # fmt: skip
         if source is not None:
             params.update(input_asset_id=source.id, input_blob_key=source.blob_key, input_mime=source.mime)
+            if spec.kind == "image_to_video" and not styled:
+                params["styled_prompt"] = DEFAULT_MOTION
             prompt = prompt or f"{EDIT_LABELS[spec.kind]}: {source.name}"[:1000]
         hashed = [model_name, prompt, request.style, aspect, request.num_outputs, request.seed,
                   request.conversation_id, request.input_asset_id]  # fmt: skip

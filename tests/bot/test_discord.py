@@ -22,7 +22,7 @@ async def imagine(dc: DiscordServer, prompt: str, **options: str) -> dict[str, A
 async def test_commands_are_synced_at_startup(dc: DiscordServer) -> None:
     [sync] = dc.discord.of("PUT", "/commands")
     names = {c["name"] for c in sync.json}
-    assert names == {"imagine", "balance", "buy", "redeem", "library"}
+    assert names == {"imagine", "video", "balance", "buy", "redeem", "library"}
     options = {o["name"]: o for o in next(c for c in sync.json if c["name"] == "imagine")["options"]}
     assert options["prompt"]["required"] is True
     assert [c["value"] for c in options["style"]["choices"]] == ["photorealistic", "artistic", "sketch", "modern"]
@@ -43,7 +43,10 @@ async def test_imagine_defers_then_sends_the_image_with_persistent_buttons(dc: D
     assert fields["Model"] == "flux_schnell" and fields["Style"] == "modern" and fields["Credits left"].startswith("9 ")
     buttons = components(final.json)
     job_id = buttons[0]["custom_id"].removeprefix("showme:again:")
-    assert [b["custom_id"] for b in buttons] == [f"showme:again:{job_id}", f"showme:original:{job_id}"]
+    assert [b["custom_id"] for b in buttons] == [
+        f"showme:again:{job_id}", f"showme:original:{job_id}", f"showme:edit:upscale:{job_id}",
+        f"showme:edit:remove_background:{job_id}", f"showme:edit:animate:{job_id}",
+    ]  # fmt: skip
     job = await dc.services.generation.get(job_id)
     assert data == dc.services.blobs.local_path(job.assets[0].blob_key).read_bytes()
     assert job.source == "discord" and job.charged == 1
@@ -82,7 +85,7 @@ async def test_buttons_work_after_a_restart_and_only_for_the_requester(
     interaction = await imagine(dc, "a lighthouse at dusk")
     edits = await dc.discord.wait_for("PATCH", f"/{interaction['token']}/messages/@original")
     final = next(e for e in edits if e.files)
-    again_id, original_id = [b["custom_id"] for b in components(final.json)]
+    again_id, original_id, *_edits = [b["custom_id"] for b in components(final.json)]
     message = dc.discord.message(payload=final.json)
     # Restart: the first server shuts down, a new one (new process state, same database) takes over.
     await dc.client.close()
@@ -152,3 +155,56 @@ async def test_a_failed_generation_is_a_private_message_and_costs_nothing(dc: Di
     assert followup.json["flags"] & 64 and "not charged" in followup.json["content"]
     account, _ = await dc.services.accounts.for_identity("discord", interaction["user"]["id"], name="x")
     assert (await dc.services.credits.balance(account.id)).credits == 10
+
+
+async def _final_edit(dc: DiscordServer, token: str) -> Any:
+    """The edit of the original response that attached the result (after any progress edits)."""
+    for _ in range(200):
+        edits = [e for e in dc.discord.of("PATCH", f"/{token}/messages/@original") if e.files]
+        if edits:
+            return edits[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError("no result was attached")
+
+
+async def test_edit_buttons_and_video_command(dc: DiscordServer) -> None:
+    """✂️ on a picture: the requester gets the transparent PNG, charged once (a retried interaction too); a
+    stranger is refused; a failing model refunds; /video attaches a real MP4 with Again and Original only."""
+    import io
+
+    from PIL import Image
+
+    interaction = await imagine(dc, "a quartz countertop")
+    edits = await dc.discord.wait_for("PATCH", f"/{interaction['token']}/messages/@original")
+    final = next(e for e in edits if e.files)
+    ids = {b["custom_id"].split(":")[-2]: b["custom_id"] for b in components(final.json)}
+    message = dc.discord.message(payload=final.json)
+    account = (await dc.services.accounts.for_identity("discord", interaction["user"]["id"], name="x"))[0].id
+    assert (await dc.services.credits.balance(account)).credits == 9
+    stranger = dc.discord.user("4200000000000000077", "sam")
+    click = dc.discord.click(ids["remove_background"], message, user=stranger)
+    await dc.discord.dispatch("INTERACTION_CREATE", click)
+    [refusal] = await dc.discord.wait_for("POST", f"/interactions/{click['id']}/")
+    assert "Only the person" in refusal.json["data"]["content"]
+    click = dc.discord.click(ids["remove_background"], message)
+    for _ in range(2):  # the gateway redelivers the same interaction: one job, one charge
+        await dc.discord.dispatch("INTERACTION_CREATE", click)
+    cut = await _final_edit(dc, click["token"])
+    [(filename, data)] = cut.files.items()
+    with Image.open(io.BytesIO(data)) as image:
+        assert filename.endswith(".png") and image.mode == "RGBA" and image.getpixel((0, 0))[3] == 0
+    await asyncio.sleep(0.3)
+    assert (await dc.services.credits.balance(account)).credits == 8
+    dc.replicate.failing_models.add("nightmareai/real-esrgan")
+    click = dc.discord.click(ids["upscale"], message)
+    await dc.discord.dispatch("INTERACTION_CREATE", click)
+    [followup] = await dc.discord.wait_for("POST", f"/webhooks/{click['application_id']}/{click['token']}")
+    assert "not charged" in followup.json["content"] and followup.json["flags"] & 64
+    assert (await dc.services.credits.balance(account)).credits == 8
+    video = dc.discord.command("video", prompt="waves rolling onto a beach")
+    await dc.discord.dispatch("INTERACTION_CREATE", video)
+    final = await _final_edit(dc, video["token"])
+    [(filename, data)] = final.files.items()
+    assert filename.endswith(".mp4") and data[4:8] == b"ftyp"
+    assert [b["custom_id"].split(":")[1] for b in components(final.json)] == ["again", "original"]
+    assert (await dc.services.credits.balance(account)).credits == 3

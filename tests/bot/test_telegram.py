@@ -4,6 +4,7 @@ real Update JSON arrives at /webhooks/telegram, images come from the fake Replic
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from typing import Any
 
@@ -49,6 +50,9 @@ async def test_imagine_sends_upload_action_then_the_stored_photo_with_buttons(tg
         ("🔁 Again", f"a:{job.id}"),
         ("🎨 Style", f"s:{job.id}"),
         ("📄 Original", f"o:{job.id}"),
+        ("⬆️ Upscale", f"e:u:{job.id}"),
+        ("✂️ Remove background", f"e:r:{job.id}"),
+        ("🎬 Animate", f"e:a:{job.id}"),
     ]
     assert job.source == "telegram" and job.charged == 1
     assert (await tg.services.credits.balance(account_id)).credits == 9  # 10 starter credits, 1 spent
@@ -273,3 +277,48 @@ async def test_buy_in_local_development_creates_the_session_from_a_callback(
     pay = await telegram_fake.wait_for_text("Tap Pay now")
     [link] = buttons(pay)
     assert link["url"].startswith(stripe_fake.base_url + "/pay/cs_test_")
+
+
+async def test_edit_buttons_and_video_command(tg: TelegramServer) -> None:
+    """✂️ under a photo sends back a transparent PNG as a document (a photo would drop the alpha), charged once
+    even when Telegram redelivers the press; another user's press is refused; a failing model refunds; /video
+    answers with sendVideo, its size, length and poster."""
+    from PIL import Image
+
+    await tg.post(tg.telegram.text_update("/imagine a quartz countertop"))
+    [photo] = await tg.telegram.wait_for("sendPhoto")
+    message = tg.telegram.sent_message(photo)
+    job_id = next(b["callback_data"] for b in buttons(photo) if b["text"] == "🔁 Again")[2:]
+    account_id = await tg.account_id()
+    assert account_id is not None and (await tg.services.credits.balance(account_id)).credits == 9
+    press = tg.telegram.callback_update(f"e:r:{job_id}", message)
+    await tg.post(press)
+    [document] = await tg.telegram.wait_for("sendDocument")
+    with Image.open(io.BytesIO(document.files["document"])) as cut_out:
+        assert cut_out.format == "PNG" and cut_out.mode == "RGBA" and cut_out.getpixel((0, 0))[3] == 0
+    await tg.post(press)  # the same callback query again: the first job, no new charge
+    await asyncio.sleep(0.5)
+    assert (await tg.services.credits.balance(account_id)).credits == 8  # rembg costs 1
+    # Someone else's press on the upscale button is refused and costs nothing.
+    await tg.post(tg.telegram.callback_update(f"e:u:{job_id}", message, user_id=77))
+    await asyncio.sleep(0.5)
+    refusals = [c for c in tg.telegram.of("answerCallbackQuery") if c.params.get("show_alert")]
+    assert refusals and "Only the person" in refusals[-1].params["text"]
+    # A failing upscaler: the sentence says nothing was charged.
+    tg.replicate.failing_models.add("nightmareai/real-esrgan")
+    await tg.post(tg.telegram.callback_update(f"e:u:{job_id}", message))
+    for _ in range(100):
+        edits = [c.params["text"] for c in tg.telegram.of("editMessageText") if "not charged" in c.params["text"]]
+        if edits:
+            break
+        await asyncio.sleep(0.1)
+    assert edits and "that picture failed" in edits[0], tg.telegram.of("editMessageText")
+    assert (await tg.services.credits.balance(account_id)).credits == 8
+    # /video: a real MP4 with its size, length and a JPEG poster.
+    await tg.post(tg.telegram.text_update("/video waves rolling onto a beach"))
+    [video] = await tg.telegram.wait_for("sendVideo", timeout=20)
+    assert (video.params["width"], video.params["height"], video.params["duration"]) == (96, 64, 1)
+    poster = str(video.params["thumbnail"]).removeprefix("attach://")  # a new upload, as the Bot API requires
+    assert video.files["video"][4:8] == b"ftyp" and video.files[poster][:3] == b"\xff\xd8\xff"
+    assert [b["text"] for b in buttons(video)] == ["🔁 Again", "📄 Original"]
+    assert (await tg.services.credits.balance(account_id)).credits == 3  # a video costs 5

@@ -103,6 +103,11 @@ class FakeTelegram:
             photo = [{"file_id": f"photo{len(self.calls)}", "file_unique_id": f"u{len(self.calls)}", "width": 64,
                       "height": 48, "file_size": len(files.get("photo", b""))}]  # fmt: skip
             return self.message(chat_id, photo=photo, caption=params.get("caption", ""))
+        if method == "sendVideo":
+            video = {"file_id": f"video{len(self.calls)}", "file_unique_id": f"v{len(self.calls)}",
+                     "width": int(params.get("width", 0)), "height": int(params.get("height", 0)),
+                     "duration": int(params.get("duration", 0))}  # fmt: skip
+            return self.message(chat_id, video=video, caption=params.get("caption", ""))
         if method == "sendDocument":
             document = {"file_id": f"doc{len(self.calls)}", "file_unique_id": f"d{len(self.calls)}"}
             return self.message(chat_id, document=document)
