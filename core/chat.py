@@ -12,40 +12,22 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from core import chat_text
 from core.accounts import AccountService, AccountView
-from core.billing import Billing, Product
-from core.catalog_settings import VIDEO_KINDS
+from core.billing import Billing
+from core.chat_text import UserBusy
+
+__all__ = ["ChatEvent", "ChatPreferences", "ChatService", "JobQueue", "UserBusy"]
 from core.config import Settings
-from core.credits import Balance, CreditService
+from core.credits import CreditService
 from core.errors import (
-    Conflict,
-    InsufficientCredits,
     InvalidRequest,
-    NotFound,
-    PaymentProviderError,
-    PaymentsNotConfigured,
-    PromptRefused,
-    ProviderError,
     ShowmeError,
 )
 from core.generation import GenerationRequest, GenerationService, JobView
 from core.library import Library
 from core.prompts import extract_image_request
 from storage.blobs import LocalBlobStore
-
-WORKING = {
-    "image": "🎨 Making your picture with {model}…",
-    "video": "🎬 Making your video with {model} (about a minute)…",
-    "image_to_video": "🎬 Animating your picture (about a minute)…",
-    "upscale": "⬆️ Upscaling your picture…",
-    "remove_background": "✂️ Removing the background…",
-    "restore_face": "✨ Restoring the faces…",
-}
-
-
-def working_text(job: JobView) -> str:
-    """What a chat shows while ``job`` runs."""
-    return WORKING.get(job.kind, WORKING["image"]).format(model=job.model)
 
 
 @dataclass(frozen=True)
@@ -58,13 +40,6 @@ class ChatPreferences:
 
 
 PREFERENCE_KEYS = ("model", "style", "aspect_ratio")
-
-
-class UserBusy(ShowmeError):
-    """The user's queue is full (one running job plus ``max_queued`` waiting)."""
-
-    code = "queue_full"
-    status = 429
 
 
 @dataclass(frozen=True)
@@ -213,11 +188,18 @@ class ChatService:
     def request_from_message(
         self, text: str, preferences: ChatPreferences, *, idempotency_key: str | None = None
     ) -> GenerationRequest | None:
-        """A request when ``text`` asks for a picture ("draw a red fox", "show me a kitchen in modern style"),
-        else None. Style and aspect hints in the text win over the preferences."""
+        """A request when ``text`` asks for a picture ("draw a red fox", "show me a kitchen in modern style") or
+        a video ("make a short video of waves"), else None. Style and aspect hints in the text win over the
+        preferences. "animate this" needs the user's last picture: ``request_for_text`` answers it."""
         found = extract_image_request(text, styles=self.settings.styles)
-        if found is None:
+        if found is None or found.kind == "animate":
             return None
+        if found.kind == "video":
+            request = self.video_request(found.prompt, preferences, idempotency_key=idempotency_key)
+            ratios = self.settings.models[str(request.model)].aspect_ratios
+            if found.aspect_ratio in ratios:
+                request = dataclasses.replace(request, aspect_ratio=found.aspect_ratio)
+            return request
         return self.request(
             found.prompt,
             preferences,
@@ -229,13 +211,27 @@ class ChatService:
     async def request_for_text(
         self, account_id: int, text: str, *, idempotency_key: str | None, literal: bool
     ) -> GenerationRequest | None:
-        """The request a chat message makes with the user's preferences: a picture request found in ``text``
-        ("draw a red fox, 16:9"), else, when ``literal``, ``text`` itself as the prompt; None otherwise."""
+        """The request a chat message makes with the user's preferences: a picture or video request found in
+        ``text`` ("draw a red fox, 16:9"), "animate this" (the user's newest picture), else, when ``literal``,
+        ``text`` itself as the prompt; None otherwise.
+
+        Raises:
+            InvalidRequest: "animate this" when the user has no picture yet.
+        """
         preferences = await self.preferences(account_id)
-        found = self.request_from_message(text, preferences, idempotency_key=idempotency_key)
-        if found is None and literal:
+        found = extract_image_request(text, styles=self.settings.styles)
+        if found is not None and found.kind == "animate":
+            picture = await self.library.latest_image(account_id)
+            if picture is None:
+                raise InvalidRequest("there is no picture of yours to animate yet: make one first", field="prompt")
+            return GenerationRequest(
+                prompt=found.prompt, model=self.settings.generation.operations["animate"], input_asset_id=picture.id,
+                source=self.platform, idempotency_key=idempotency_key,
+            )  # fmt: skip
+        request = self.request_from_message(text, preferences, idempotency_key=idempotency_key)
+        if request is None and literal:
             return self.request(text, preferences, idempotency_key=idempotency_key)
-        return found
+        return request
 
     async def again(
         self, account_id: int, job: JobView, *, style: str | None = None, idempotency_key: str | None = None
@@ -311,13 +307,13 @@ class ChatService:
         except ShowmeError as err:
             yield ChatEvent("refused", self.error_text(err), error=err)
             return
-        yield ChatEvent("started", working_text(job), job)
+        yield ChatEvent("started", chat_text.working_text(job), job)
         started = asyncio.get_running_loop().time()
         while not job.done:
             job = await self.generation.wait(job.id, timeout=progress_seconds)
             if not job.done:
                 seconds = int(asyncio.get_running_loop().time() - started)
-                yield ChatEvent("progress", f"{working_text(job)} {seconds} s", job)
+                yield ChatEvent("progress", f"{chat_text.working_text(job)} {seconds} s", job)
         if job.status == "succeeded" and job.assets:
             yield ChatEvent("succeeded", job.prompt, job)
         else:
@@ -327,64 +323,13 @@ class ChatService:
         """Credits per image of ``model`` (None: the default model)."""
         return self.settings.models[model or self.settings.generation.default_model].price
 
-    # -- sentences -------------------------------------------------------------------------------------------
+    # -- sentences (core.chat_text) ---------------------------------------------------------------------------
 
-    @staticmethod
-    def balance_text(balance: Balance) -> str:
-        """The balance as a chat user reads it: credits, then each session quota with minutes left."""
-        lines = [f"You have {balance.credits} credit{'s' if balance.credits != 1 else ''}."]
-        for quota in balance.quotas:
-            unit = f"{quota.unit}{'s' if quota.remaining != 1 else ''}"
-            left = f" ({quota.minutes_left} min left)" if quota.minutes_left is not None else ""
-            lines.append(f"Session: {quota.remaining} {unit}{left}.")
-        return "\n".join(lines)
+    balance_text = staticmethod(chat_text.balance_text)
+    product_label = staticmethod(chat_text.product_label)
+    job_failed_text = staticmethod(chat_text.job_failed_text)
+    error_text = staticmethod(chat_text.error_text)
 
     def prices_text(self) -> str:
         """Each model's price in credits, pictures then videos and edits, in two lines."""
-        models = self.settings.models.items()
-        images = ", ".join(f"{name} {spec.price}" for name, spec in models if spec.kind == "image")
-        others = ", ".join(f"{spec.kind.replace('_', ' ')} {spec.price}" for _, spec in models if spec.kind != "image")
-        return f"Credits per image: {images}." + (f"\nVideos and edits: {others}." if others else "")
-
-    @staticmethod
-    def product_label(product: Product) -> str:
-        """A pack or plan as a button label: name, what it gives, price."""
-        price = f"{product.price:,} {product.currency.upper()}"
-        if product.kind == "pack":
-            return f"{product.name}: {product.credits} credits · {price}"
-        videos = f" + {product.videos} videos" if product.videos else ""
-        return f"{product.name} hour: {product.images} images{videos} · {price}"
-
-    @staticmethod
-    def job_failed_text(job: JobView) -> str:
-        """The sentence for a failed picture, video or edit (it was not charged)."""
-        noun = "video" if job.kind in VIDEO_KINDS else "picture"
-        reason = job.error or f"the image service did not return a {noun}"
-        return f"Sorry, that {noun} failed: {reason}. You were not charged."
-
-    @staticmethod
-    def error_text(err: Exception) -> str:
-        """The sentence a chat user reads for an error (never a traceback)."""
-        if isinstance(err, InsufficientCredits):
-            if err.unit == "credit":
-                return (
-                    f"Not enough credits: this picture costs {err.needed} and you have {err.available}. "
-                    "Buy credits or an hourly session below."
-                )
-            return err.message
-        if isinstance(err, PromptRefused):
-            return f"I can't make that picture: {err.message}. Try describing something else."
-        if isinstance(err, ProviderError):
-            return (
-                "The image service is unavailable right now, so nothing was made and you were not charged. "
-                "Please try again in a minute."
-            )
-        if isinstance(err, PaymentsNotConfigured):
-            return "Buying is not available on this server yet."
-        if isinstance(err, PaymentProviderError):
-            return "The payment service is not answering right now; please try again in a minute."
-        if isinstance(err, InvalidRequest | NotFound | Conflict | UserBusy):
-            return err.message[:1].upper() + err.message[1:]
-        if isinstance(err, ShowmeError):
-            return f"Something went wrong: {err.message}"
-        return "Something went wrong on our side. It has been logged; please try again."
+        return chat_text.prices_text(self.settings.models)

@@ -18,11 +18,14 @@ from core.errors import InvalidRequest, PromptRefused
 
 @dataclass(frozen=True)
 class ImageRequest:
-    """A picture request: ``prompt`` is the subject; ``style`` a preset name; ``aspect_ratio`` like ``16:9``."""
+    """A picture request: ``prompt`` is the subject; ``style`` a preset name; ``aspect_ratio`` like ``16:9``;
+    ``kind`` is ``image``, ``video`` (a clip of the subject) or ``animate`` (bring the picture already made to
+    life: ``prompt`` is then the motion asked for, possibly empty)."""
 
     prompt: str
     style: str | None = None
     aspect_ratio: str | None = None
+    kind: str = "image"
 
 
 def _clean(text: str) -> str:
@@ -108,7 +111,7 @@ def _match_triggers(body: str, styles: list[str]) -> ImageRequest | None:
         if not match:
             continue
         groups = match.groupdict()
-        rest = groups.get("rest") or groups.get("rest2") or groups.get("rest3") or ""
+        rest = groups.get("rest") or groups.get("rest2") or groups.get("rest3") or groups.get("rest4") or ""
         rest = rest + (groups.get("tail") or "")
         verb = re.sub(r"\s+", " ", (groups.get("verb") or "").lower())
         result = _subject(rest, verb, styles)
@@ -117,31 +120,52 @@ def _match_triggers(body: str, styles: list[str]) -> ImageRequest | None:
     return None
 
 
-def _subject(rest: str, verb: str, styles: list[str]) -> ImageRequest | None:
-    style: str | None = vocabulary.VERB_STYLE.get(verb)
-    rest = rest.strip()
-    # "what a waterfall edge looks like on this countertop"
+def _animation(rest: str, verb: str) -> ImageRequest | None:
+    """Animating the picture already made ("animate this, the waves rolling in"), with the motion asked for."""
+    if verb not in vocabulary.ANIMATE_VERBS:
+        return None
+    reference = vocabulary.ANIMATE_REFERENCE.match(rest)
+    return ImageRequest(prompt=_clean(reference.group("motion")), kind="animate") if reference else None
+
+
+def _hints(rest: str, styles: list[str], style: str | None) -> tuple[str, str | None]:
+    """``rest`` without "what X looks like" and a trailing "make it realistic" (whose hints go to the style
+    and aspect ratio): ``(rest, style)``."""
     what = re.match(
         r"^what\s+(?P<x>.+?)\s+(?:looks|would\s+look|will\s+look|might\s+look)\s+like\b(?P<y>.*)$",
         rest,
         re.I,
     )
-    if what:
+    if what:  # "what a waterfall edge looks like on this countertop"
         rest = what.group("x") + what.group("y")
     make_it = vocabulary.MAKE_IT.search(rest)
     if make_it:
         _, hinted = _pull_style(make_it.group("what"), styles)
         _, ratio_hint = _pull_aspect(make_it.group("what"))
         if hinted or ratio_hint:
-            rest = rest[: make_it.start()]
+            rest = rest[: make_it.start()] + (f" {ratio_hint}" if ratio_hint else "")
             style = style or hinted
-            rest = rest + (f" {ratio_hint}" if ratio_hint else "")
+    return rest, style
+
+
+def _subject(rest: str, verb: str, styles: list[str]) -> ImageRequest | None:
+    rest = rest.strip()
+    animation = _animation(rest, verb)
+    if animation is not None:
+        return animation
+    if verb in vocabulary.SHOW_VERBS:
+        rest = vocabulary.DEMONSTRATIVE.sub("", rest)
+    kind = "video" if verb in vocabulary.VIDEO_VERBS else "image"
+    rest, style = _hints(rest, styles, vocabulary.VERB_STYLE.get(verb))
     rest, aspect = _pull_aspect(rest)
     rest, hinted_style = _pull_style(rest, styles)
     style = style or hinted_style
     rest = _clean(rest)
-    lead = vocabulary.LEAD_NOUN.match(rest)
-    has_image_noun = lead is not None
+    video = vocabulary.LEAD_VIDEO.match(rest)
+    if video:
+        kind, rest = "video", _clean(video.group("rest"))
+    lead = None if video else vocabulary.LEAD_NOUN.match(rest)
+    has_image_noun = lead is not None or video is not None
     if lead:
         noun = lead.group("noun")
         adj = (lead.group("adj") or "").lower()
@@ -157,7 +181,7 @@ def _subject(rest: str, verb: str, styles: list[str]) -> ImageRequest | None:
     rest = _clean(vocabulary.LEADING_POSSESSIVE.sub("", rest))
     if len(rest) < 2 or _first_word(rest) in vocabulary.NON_VISUAL or not re.search(r"[a-z]", rest, re.I):
         return None
-    return ImageRequest(prompt=rest, style=style, aspect_ratio=aspect)
+    return ImageRequest(prompt=rest, style=style, aspect_ratio=aspect, kind=kind)
 
 
 def apply_style(prompt: str, style: str | None, presets: dict[str, str]) -> str:

@@ -181,7 +181,11 @@ class Handlers:
     async def _from_text(self, message: Message, user: User, text: str, *, literal: bool) -> bool:
         """Generate what ``text`` asks for; False when it asks for no picture (and ``literal`` is off)."""
         account_id = await self._account_id(user)
-        request = await self.chat.request_for_text(account_id, text, idempotency_key=_key(message), literal=literal)
+        try:
+            request = await self.chat.request_for_text(account_id, text, idempotency_key=_key(message), literal=literal)
+        except ShowmeError as err:  # "animate this" with no picture yet
+            await self._say_error(message.chat_id, err, message.message_id)
+            return True
         if request is None:
             return False
         await self.generate(message.chat_id, user, request, message.message_id)

@@ -179,6 +179,11 @@ class Library:
             raise NotFound(f"asset {asset_id} does not exist")
         return self.view(asset)
 
+    async def latest_image(self, account_id: int) -> AssetView | None:
+        """The account's newest picture (generated, edited or uploaded), or None."""
+        asset = await self.repository.latest(account_id, "image")
+        return None if asset is None else self.view(asset)
+
     async def for_job(self, job_id: str) -> list[AssetView]:
         """The job's outputs in order."""
         return [self.view(a) for a in await self.repository.for_job(job_id)]

@@ -88,6 +88,18 @@ class AssetRepository:
             asset = await session.get(Asset, asset_id)
         return None if asset is None else record(AssetRecord, asset)
 
+    async def latest(self, account_id: int, kind: str) -> AssetRecord | None:
+        """The account's newest asset of ``kind`` (``image`` or ``video``), or None."""
+        stmt = (
+            select(Asset)
+            .where(Asset.account_id == account_id, Asset.kind == kind)
+            .order_by(Asset.created_at.desc(), Asset.id.desc())
+            .limit(1)
+        )
+        async with self.db.read() as session:
+            asset = await session.scalar(stmt)
+        return None if asset is None else record(AssetRecord, asset)
+
     async def for_job(self, job_id: str) -> list[AssetRecord]:
         """The job's assets in output order."""
         stmt = select(Asset).where(Asset.job_id == job_id).order_by(Asset.output_index)

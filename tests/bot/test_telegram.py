@@ -322,3 +322,27 @@ async def test_edit_buttons_and_video_command(tg: TelegramServer) -> None:
     assert video.files["video"][4:8] == b"ftyp" and video.files[poster][:3] == b"\xff\xd8\xff"
     assert [b["text"] for b in buttons(video)] == ["🔁 Again", "📄 Original"]
     assert (await tg.services.credits.balance(account_id)).credits == 3  # a video costs 5
+
+
+async def test_plain_messages_ask_for_videos_and_animations(tg: TelegramServer) -> None:
+    """In a private chat "animate this" with no picture yet says so; "could I get a photo of …" makes one;
+    "animate it so …" animates that picture; "make a short video of …" makes a clip."""
+    tg.services.settings.credits.starter_credits = 20
+    await tg.post(tg.telegram.text_update("animate this"))
+    await tg.telegram.wait_for_text("no picture of yours to animate yet")
+    await tg.post(tg.telegram.text_update("could I get a photo of a copper kettle on a stove"))
+    [photo] = await tg.telegram.wait_for("sendPhoto")
+    assert photo.params["caption"].startswith("a copper kettle on a stove")
+    await tg.post(tg.telegram.text_update("please animate it so the steam rises"))
+    [clip] = await tg.telegram.wait_for("sendVideo", timeout=20)
+    account_id = await tg.account_id()
+    assert account_id is not None
+    async with tg.services.db.read() as session:
+        jobs = (await session.scalars(select(Job).where(Job.account_id == account_id).order_by(Job.created_at))).all()
+    assert [j.kind for j in jobs] == ["image", "image_to_video"]
+    assert jobs[1].params["styled_prompt"] == "the steam rises" and jobs[1].params["input_asset_id"]
+    await tg.post(tg.telegram.text_update("Make a short video of waves rolling onto a beach, vertical"))
+    await tg.telegram.wait_for("sendVideo", 2, timeout=20)
+    last = tg.replicate.creates[-1]["input"]
+    assert (last["prompt"], last["aspect_ratio"]) == ("waves rolling onto a beach", "9:16")
+    assert clip.files["video"][4:8] == b"ftyp"

@@ -86,13 +86,80 @@ CASES: list[tuple[str, ImageRequest | None]] = [
     ("let me show you how it works", None),
 ]
 
+V, A = "video", "animate"
 
-@pytest.mark.parametrize(("text", "expected"), CASES, ids=[c[0][:50] or "empty" for c in CASES])
+# Phrasings new users tried: polite questions, colon-led imperatives, spoken show-and-tell, videos and animations.
+NEW_CASES: list[tuple[str, ImageRequest | None]] = [
+    # --- polite questions (chat and spoken)
+    ("would you mind drawing a lighthouse on a cliff?", R("a lighthouse on a cliff")),
+    ("Is it possible to see a picture of a white shaker kitchen?", R("a white shaker kitchen")),
+    ("could I get a photo of a walnut dining table", R("a walnut dining table", "photorealistic")),
+    ("any chance you could sketch the Brooklyn bridge at night?", R("the Brooklyn bridge at night", "sketch")),
+    ("do you think you could show me a patio with grey pavers", R("a patio with grey pavers")),
+    ("I was wondering if you could paint a field of sunflowers", R("a field of sunflowers", "artistic")),
+    ("how about a picture of the blue pearl granite in a bathroom?", R("the blue pearl granite in a bathroom")),
+    ("Can we have an image of a reading nook, portrait mode please", R("a reading nook", None, "9:16")),
+    ("mind sketching a floor plan for a tiny house?", R("a floor plan for a tiny house", "sketch")),
+    ("would it be possible to create a mock-up of a wine label, square", R("a wine label", None, "1:1")),
+    # --- colon-led imperatives
+    ("Draw: a red fox curled up in the snow", R("a red fox curled up in the snow")),
+    ("prompt: a log cabin by a frozen lake, 16:9", R("a log cabin by a frozen lake", None, "16:9")),
+    ("imagine: a treehouse village at dusk", R("a treehouse village at dusk")),
+    ("picture this: a red barn in a misty field", R("a red barn in a misty field")),
+    ("Image: espresso cups on a marble counter, realistic", R("espresso cups on a marble counter", "photorealistic")),
+    ("video: fireworks over a harbor", R("fireworks over a harbor", kind=V)),
+    # --- spoken show-and-tell (agent lines)
+    ("Let's take a look at a navy blue island with brass pulls", R("a navy blue island with brass pulls")),
+    ("check out this calacatta quartz with a mitered edge", R("calacatta quartz with a mitered edge")),
+    ("I'm putting the kitchen render up on your screen", R("the kitchen render")),
+    ("you'll see the marble backsplash on your screen in a second", R("the marble backsplash")),
+    ("Here's what a waterfall edge looks like on a dark island", R("a waterfall edge on a dark island")),
+    ("This is what your patio would look like with travertine", R("patio with travertine")),
+    ("Let me put up a rendering of the deck on your screen", R("the deck")),
+    # --- videos
+    ("make a short video of waves crashing on rocks", R("waves crashing on rocks", kind=V)),
+    ("can you make me a 5 second clip of a spinning globe?", R("a spinning globe", kind=V)),
+    ("I'd love a short clip of a campfire at night", R("a campfire at night", kind=V)),
+    ("show me a video of the kitchen with the lights coming on", R("the kitchen with the lights coming on", kind=V)),
+    ("could you animate a dragon flying over mountains", R("a dragon flying over mountains", kind=V)),
+    ("generate a quick animation of a paper plane, widescreen", R("a paper plane", None, "16:9", V)),
+    ("a timelapse of clouds over a city skyline", R("clouds over a city skyline", kind=V)),
+    # --- animating the picture already made
+    ("animate this", R("", kind=A)),
+    ("animate the last picture, make the water ripple", R("the water ripple", kind=A)),
+    ("bring this photo to life", R("", kind=A)),
+    ("please animate it so the flames flicker", R("the flames flicker", kind=A)),
+    # --- not requests
+    ("can you send me the video link", None),
+    ("how long does a video take?", None),
+    ("I watched your video yesterday", None),
+    ("video call me tomorrow at ten", None),
+    ("can you make videos?", None),
+    ("let me take a look at your order", None),
+    ("let me put you on hold for a moment", None),
+    ("let's take a look at the calendar", None),
+    ("check out this link", None),
+    ("would you mind holding for a second?", None),
+    ("is it possible to change my appointment?", None),
+    ("could I get a refund please", None),
+    ("how about Thursday at noon?", None),
+    ("note: the delivery is on Monday", None),
+    ("you'll see the invoice in your email", None),
+    ("I'll put that in the notes", None),
+]
+
+
+ALL_CASES = CASES + NEW_CASES
+
+
+@pytest.mark.parametrize(("text", "expected"), ALL_CASES, ids=[c[0][:50] or "empty" for c in ALL_CASES])
 def test_extract_image_request(text: str, expected: ImageRequest | None) -> None:
     assert extract_image_request(text) == expected
 
 
 def test_table_is_large_and_mixed() -> None:
+    assert len(NEW_CASES) >= 40 and sum(1 for _, e in NEW_CASES if e is None) >= 12
+    assert sum(1 for _, e in NEW_CASES if e and e.kind != "image") >= 10
     assert len(CASES) >= 40
     assert sum(1 for _, e in CASES if e is None) >= 15
     assert sum(1 for _, e in CASES if e and e.style) >= 8
