@@ -9,6 +9,7 @@
 (b) a burst of 100 concurrent generate_image calls against a provider that takes 2 s.
 (c) time-to-screen overhead: viewer receives image_generated − the provider's prediction succeeded.
 (d) 1,000 viewers on one conversation: delay from the tool call to each viewer's receipt.
+(e) show_product_image p99 alone, then while 20 video jobs download 50 MB outputs; the server's RSS meanwhile.
 Every process (fake Replicate, bare handler, showme) is separate; wrk and the bench client share the 2 cores.
 """
 
@@ -253,6 +254,15 @@ def combine(runs: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def rss_mb(pid: int) -> float:
+    """The process's resident set in MB (``/proc/PID/status``: cheap, unlike ``smaps_rollup``, whose page-table
+    walk holds the process's memory map lock and so stalls it)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """Memory of the process and its descendants (the SQLite writer, its fork server, the thumbnail worker) in
     MB: ``pss``, their proportional set sizes summed (a page shared by n of them counts 1/n in each: what the
@@ -483,6 +493,56 @@ async def show_product_image(
     }
 
 
+async def video_downloads(
+    base: str, key: str, fake: str, pid: int, queries: list[str], quick: bool, videos: int = 20
+) -> dict[str, Any]:
+    """(e): ``show_product_image`` under wrk alone, then again while ``videos`` video jobs download their 50 MB
+    outputs (the fake's predictions take 0.5 s; the loaded wrk run starts a second after the jobs, when their
+    downloads are under way, and ends before them at ``generation.video_download_megabytes_per_second``); the
+    server's RSS sampled every 0.1 s meanwhile."""
+    url = f"{base}/tools/show_product_image"
+    seconds = 4 if quick else 6
+    await warm_searches(base, key, sorted(set(queries)))
+    await asyncio.to_thread(wrk, url, key, queries, 2)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
+        await http.post(f"{fake}/bench/configure", json={"duration": 0.5})
+        alone = await asyncio.to_thread(wrk, url, key, queries, seconds)
+        samples: list[float] = []
+        sampling = True
+
+        async def sample() -> None:
+            while sampling:
+                samples.append(rss_mb(pid))
+                await asyncio.sleep(0.1)
+
+        async def video(i: int) -> tuple[float, str]:
+            body = {"model": "seedance_lite", "prompt": f"a slow pan across kitchen {i}", "wait_seconds": 60}
+            started = time.monotonic()
+            async with http.post(f"{base}/api/v1/generations", json=body) as r:
+                job = (await r.json()).get("job") or {}
+            return time.monotonic() - started, str(job.get("status"))
+
+        sampler = asyncio.create_task(sample())
+        jobs = asyncio.gather(*(video(i) for i in range(videos)))
+        await asyncio.sleep(1.0)
+        loaded = await asyncio.to_thread(wrk, url, key, queries, seconds)
+        outcomes = await jobs
+        sampling = False
+        await sampler
+    done = [seconds_taken for seconds_taken, status in outcomes if status == "succeeded"]
+    return {
+        "videos": videos,
+        "succeeded": len(done),
+        "video_mb": 50,
+        "videos_done_after_s": round(max(done), 2) if done else None,
+        "alone": alone,
+        "during_downloads": loaded,
+        "p99_ratio": loaded["p99_ms"] / alone["p99_ms"],
+        "max_rss_mb": round(max(samples), 1),
+        "peak_rss_mb": memory_mb(pid)["peak_rss"],
+    }
+
+
 def server_environment(
     tmp: Path, base: str, fake: str, database_url: str | None, server_env: dict[str, str] | None
 ) -> dict[str, str]:
@@ -529,8 +589,35 @@ def stop(procs: list[subprocess.Popen[bytes]], tmp: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+async def measure(
+    only: str, quick: bool, ports: dict[str, int], pids: dict[str, int], account_id: int, key: str
+) -> dict[str, Any]:
+    """Run the measurements named in ``only`` (a-e) against the started processes; their results."""
+    base, fake = f"http://127.0.0.1:{ports['showme']}", f"http://127.0.0.1:{ports['fake']}"
+    queries = bench_queries()
+    results: dict[str, Any] = {}
+    if "a" in only:
+        processes = {"bare": pids["bare"], "showme": pids["server"], "bare_uvloop": pids["bare_uvloop"]}
+        results["a_show_product_image"] = await show_product_image(ports, processes, key, queries, quick)
+        print("a", json.dumps(results["a_show_product_image"]), flush=True)
+    if "b" in only:
+        burst_pids = {"server": pids["server"], "fake provider": pids["fake"], "bench client": os.getpid()}
+        results["b_generate_burst"] = await burst(base, key, fake, burst_pids, 100)
+        print("b", json.dumps(results["b_generate_burst"]), flush=True)
+    if "c" in only:
+        results["c_time_to_screen"] = await time_to_screen(base, key, fake, 10 if quick else 30)
+        print("c", json.dumps(results["c_time_to_screen"]), flush=True)
+    if "d" in only:
+        results["d_viewer_fan_out"] = await fan_out(base, key, account_id, 1000, 5 if quick else 10)
+        print("d", json.dumps(results["d_viewer_fan_out"]), flush=True)
+    if "e" in only:
+        results["e_video_downloads"] = await video_downloads(base, key, fake, pids["server"], queries, quick)
+        print("e", json.dumps(results["e_video_downloads"]), flush=True)
+    return results
+
+
 async def main(
-    quick: bool, only: str = "abcd", database_url: str | None = None, server_env: dict[str, str] | None = None
+    quick: bool, only: str = "abcde", database_url: str | None = None, server_env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """Start the fake provider, the bare handlers and showme, seed a library, and measure ``only``."""
     if not shutil.which("wrk"):
@@ -559,7 +646,8 @@ async def main(
 
     try:
         fake_process = start(
-            "-m", "bench.fake_replicate", "--port", str(ports["fake"]), "--duration", "2", "--size", "1024"
+            "-m", "bench.fake_replicate", "--port", str(ports["fake"]), "--duration", "2", "--size", "1024",
+            "--video-mb", "50",
         )
         bare_process = start("-m", "bench.bare", "--port", str(ports["bare"]))
         bare_uvloop_process = start("-m", "bench.bare", "--port", str(ports["bare_uvloop"]), "--loop", "uvloop")
@@ -569,29 +657,16 @@ async def main(
         bare_urls = [f"http://127.0.0.1:{ports[name]}/" for name in ("bare", "bare_uvloop")]
         for url in (f"{fake}/bench/predictions", *bare_urls, f"{base}/healthz"):
             await wait_http(url)
-        queries = bench_queries()
-        results: dict[str, Any] = {}
-        if "a" in only:
-            processes = {"bare": bare_process.pid, "showme": server.pid, "bare_uvloop": bare_uvloop_process.pid}
-            results["a_show_product_image"] = await show_product_image(ports, processes, key, queries, quick)
-            print("a", json.dumps(results["a_show_product_image"]), flush=True)
-        if "b" in only:
-            pids = {"server": server.pid, "fake provider": fake_process.pid, "bench client": os.getpid()}
-            results["b_generate_burst"] = await burst(base, key, fake, pids, 100)
-            print("b", json.dumps(results["b_generate_burst"]), flush=True)
-        if "c" in only:
-            results["c_time_to_screen"] = await time_to_screen(base, key, fake, 10 if quick else 30)
-            print("c", json.dumps(results["c_time_to_screen"]), flush=True)
-        if "d" in only:
-            results["d_viewer_fan_out"] = await fan_out(base, key, account_id, 1000, 5 if quick else 10)
-            print("d", json.dumps(results["d_viewer_fan_out"]), flush=True)
-        return results
+        pids = {"server": server.pid, "fake": fake_process.pid, "bare": bare_process.pid,
+                "bare_uvloop": bare_uvloop_process.pid}  # fmt: skip
+        return await measure(only, quick, ports, pids, account_id, key)
     finally:
         stop(procs, tmp)
 
 
 def report(r: dict[str, Any]) -> str:
     a, b, c, d = r["a_show_product_image"], r["b_generate_burst"], r["c_time_to_screen"], r["d_viewer_fan_out"]
+    e = r["e_video_downloads"]
     ours, bare = a["showme"], a["bare"]
     return "\n".join(
         [
@@ -610,6 +685,10 @@ def report(r: dict[str, Any]) -> str:
             f"p50 {c['p50_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms (target <= 50), max {c['max_ms']:.1f} ms",
             f"(d) {d['viewers']} viewers x {d['rounds']} events: {d['received']} received, "
             f"p50 {d['p50_ms']:.1f} ms, p99 {d['p99_ms']:.1f} ms (target <= 100)",
+            f"(e) show_product_image p99 {e['alone']['p99_ms']:.1f} ms alone, {e['during_downloads']['p99_ms']:.1f} ms "
+            f"while {e['succeeded']}/{e['videos']} videos of {e['video_mb']} MB downloaded (all done after "
+            f"{e['videos_done_after_s']} s): {e['p99_ratio']:.2f}x (target <= 2); server RSS at most "
+            f"{e['max_rss_mb']:.0f} MB meanwhile (target < 300)",
         ]
     )
 
@@ -617,7 +696,7 @@ def report(r: dict[str, Any]) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", default="abcd", help="which measurements, e.g. 'ab' (default: all)")
+    parser.add_argument("--only", default="abcde", help="which measurements, e.g. 'ab' (default: all)")
     parser.add_argument(
         "--database-url", help="a PostgreSQL database (default: a fresh SQLite file); each run seeds a new account"
     )
@@ -632,7 +711,7 @@ if __name__ == "__main__":
     if options.database_url:
         outcome["database"] = "postgresql"
         options.out = options.out.replace("results.json", "results-postgresql.json")
-    if options.only == "abcd":
+    if options.only == "abcde":
         print(report(outcome))
         Path(options.out).parent.mkdir(parents=True, exist_ok=True)
         Path(options.out).write_text(json.dumps(outcome, indent=2) + "\n")

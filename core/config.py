@@ -135,6 +135,12 @@ class GenerationSettings(Section):
     )  # fmt: skip
     video_timeout_seconds: float = Field(default=600, gt=0, description="a video prediction is canceled after this")
     video_download_timeout_seconds: float = Field(default=300, gt=0, description="one attempt to fetch a video")
+    concurrent_video_downloads: int = Field(
+        default=2, ge=1, le=64, description="video outputs downloaded at once; the others wait their turn"
+    )
+    video_download_megabytes_per_second: float | None = Field(
+        default=40, gt=0, description="bandwidth of all video downloads together (null: unlimited)"
+    )
     thumbnail_worker: Literal["process", "thread"] = Field(
         default="process", description="process: a low-priority worker process (no GIL contention with requests)"
     )

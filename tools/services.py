@@ -138,7 +138,11 @@ async def open_services(
     owned_provider = provider is None
     try:
         await prepare_database(db, settings)
-        provider = provider or ReplicateProvider(settings.replicate, _secret(secrets.replicate_api_token))
+        provider = provider or ReplicateProvider(
+            settings.replicate, _secret(secrets.replicate_api_token),
+            download_workers=settings.generation.concurrent_video_downloads,
+            download_megabytes_per_second=settings.generation.video_download_megabytes_per_second,
+        )  # fmt: skip
         payments = payments or StripePayments(
             settings.stripe, _secret(secrets.stripe_secret_key), _secret(secrets.stripe_webhook_secret)
         )

@@ -48,6 +48,9 @@ class OutputStore:
         self.settings = settings
         self.blobs = blobs
         self._sleep = sleep
+        # Video downloads are background work that nobody waits on to the millisecond, while tool calls are:
+        # a few at a time leave the CPU to requests.
+        self._video_slots = asyncio.Semaphore(settings.generation.concurrent_video_downloads)
 
     async def input_image(self, job: JobRecord) -> InputImage | None:
         """The stored input image of an edit or animation (None for jobs that start from a prompt).
@@ -121,9 +124,9 @@ class OutputStore:
         """Stream a video output to disk, probe it, store it and its poster frame; its asset columns."""
         path = self.blobs.temp_path(".video")
         try:
-            saved = await self.fetch(
-                output, lambda: output.save(path), self.settings.generation.video_download_timeout_seconds
-            )
+            async with self._video_slots:
+                timeout = self.settings.generation.video_download_timeout_seconds
+                saved = await self.fetch(output, lambda: output.save(path, timeout), timeout + 5)
             try:
                 info = await asyncio.to_thread(probe_video, path, self.settings.media.thumbnail_pixels)
             except NotAVideo as err:

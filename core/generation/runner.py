@@ -241,7 +241,8 @@ class JobRunner:
         finished = await self.jobs.finish(job.id, job.account_id, assets, times, self._prediction_ids.pop(job.id, None))
         if finished is None:
             return
-        self.library.invalidate(job.account_id)  # the new images are searchable by their prompt
+        # The new outputs are searchable by their prompt, once the searches they change have renewed.
+        self.library.invalidate(job.account_id, finished.assets, renew=True)
         view = job_view(finished.job, [self.library.view(a) for a in finished.assets])
         self.notify("image_generated", self._remember(view))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 
 from core.clock import Clock
 from core.errors import InvalidRequest, NotFound
-from core.library.search import SearchCache, SearchKey, query_terms
+from core.library.search import SearchCache, SearchKey, query_terms, text_words
 from core.library.uses import USE_KINDS, UseRecorder
 from core.media import NotAnImage, inspect_image
 from storage.blobs import LocalBlobStore
@@ -106,9 +106,13 @@ class Library:
         self.cache_seconds = cache_seconds
         self._cache: SearchCache[list[SearchHit]] = SearchCache(cache_seconds, stale_seconds, monotonic=monotonic)
 
-    def invalidate(self, account_id: int) -> None:
-        """Forget cached searches of ``account_id`` (call after its library changed)."""
-        self._cache.invalidate(account_id)
+    def invalidate(self, account_id: int, assets: Iterable[AssetRecord] | None = None, *, renew: bool = False) -> None:
+        """Forget cached searches of ``account_id`` that ``assets`` (new or changed) can change: those with a
+        term matching a word of their name, description, tags or prompt; all of them without ``assets``.
+        ``renew``: keep answering them until their renewal ends (``SearchCache.invalidate``)."""
+        words = None if assets is None else text_words(*(f"{a.name} {a.description} {a.tags} {a.prompt or ''}"
+                                                        for a in assets))  # fmt: skip
+        self._cache.invalidate(account_id, words, renew=renew)
 
     def url_for(self, key: str) -> str:
         """The public URL of a stored blob."""
@@ -165,7 +169,9 @@ class Library:
             "category": category, "folder": folder, "favorite": False, "use_count": 0, "view_count": 0,
         }  # fmt: skip
         asset, created = await self.repository.add_or_update_upload(values, self.clock.now())
-        self.invalidate(account_id)  # after the commit, so no search can cache the old library again
+        # After the commit, so no search can cache the old library again; an update may also have changed
+        # words searches matched before: then every search of the account is forgotten.
+        self.invalidate(account_id, [asset] if created else None)
         return self.view(asset), created
 
     async def get(self, account_id: int, asset_id: int) -> AssetView:

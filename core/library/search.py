@@ -61,6 +61,11 @@ def _terms(query: str, limit: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(words))[:limit]
 
 
+def text_words(*texts: str | None) -> frozenset[str]:
+    """Every word (lower-case letters and digits) of ``texts``: what a new or changed asset can be found by."""
+    return frozenset(word for text in texts if text for word in _WORD.findall(text.lower()))
+
+
 def query_terms(query: str, limit: int = 12) -> list[str]:
     """The searchable words of ``query``: lower-case letters and digits, stop words dropped, at most
     ``limit``."""
@@ -73,8 +78,9 @@ class SearchCache(Generic[V]):
     An entry is fresh for 80-100 % of ``fresh_seconds`` (entries made together do not expire together);
     for ``stale_seconds`` after that a lookup still answers at once with the old value while one background
     search renews it (stale-while-revalidate, RFC 5861), at most ``renewals`` at a time. Concurrent lookups
-    of a missing key share one search. ``invalidate(account)`` forgets an account's entries, and a search
-    that began before it is not cached.
+    of a missing key share one search. ``invalidate(account, words)`` expires the account's entries whose
+    terms match one of ``words`` (a term matches the words it is a prefix of, as searches do), or all of them
+    without ``words``; a search that began before such an invalidation is not cached.
 
     Args:
         fresh_seconds: 0 disables caching.
@@ -83,6 +89,8 @@ class SearchCache(Generic[V]):
     """
 
     MAX_ENTRIES = 50_000
+    #: Invalidations remembered per account; a search that outlived more of them is not cached.
+    MAX_CHANGES = 64
 
     def __init__(
         self,
@@ -102,12 +110,39 @@ class SearchCache(Generic[V]):
         self._running: dict[SearchKey, asyncio.Future[V]] = {}
         self._renewal_slots = asyncio.Semaphore(renewals)
         self._generations: dict[int, int] = {}
+        # account → [(generation, words it touched or None for all)], newest last
+        self._changes: dict[int, list[tuple[int, frozenset[str] | None]]] = {}
 
-    def invalidate(self, account_id: int) -> None:
-        """Forget the account's cached results (call after its library changed)."""
-        self._generations[account_id] = self._generations.get(account_id, 0) + 1
-        for key in [k for k in self._entries if k[0] == account_id]:
-            self._entries.pop(key, None)
+    @staticmethod
+    def _affects(words: frozenset[str] | None, terms: tuple[str, ...]) -> bool:
+        """True when a change to assets with ``words`` can change a search for ``terms`` (prefix matches)."""
+        return words is None or any(word.startswith(term) for term in terms for word in words)
+
+    def invalidate(self, account_id: int, words: frozenset[str] | None = None, *, renew: bool = False) -> None:
+        """Forget the account's cached results that a change to assets with ``words`` can change (all of them
+        when ``words`` is None). Call after its library changed.
+
+        ``renew`` (with ``stale_seconds``) expires them instead: the next lookup starts a renewal and, until
+        that search ends, still answers the old result. For background changes (finished jobs): a broad search
+        over a large library takes tens of milliseconds, and a burst of tool calls would otherwise all wait for
+        it at every finished job. A person's own change (an upload) is forgotten, so it shows at once."""
+        generation = self._generations[account_id] = self._generations.get(account_id, 0) + 1
+        changes = self._changes.setdefault(account_id, [])
+        changes.append((generation, words))
+        del changes[: -self.MAX_CHANGES]
+        now = self._monotonic()
+        for key in [k for k in self._entries if k[0] == account_id and self._affects(words, k[1])]:
+            entry = self._entries.pop(key, None)
+            if entry is not None and renew and self.stale_seconds > 0:
+                self._entries[key] = (now, entry[1])
+
+    def _changed_since(self, key: SearchKey, generation: int) -> bool:
+        """True when an invalidation after ``generation`` affects ``key`` (or too many happened to tell)."""
+        current = self._generations.get(key[0], 0)
+        if current == generation:
+            return False
+        changes = [c for c in self._changes.get(key[0], []) if c[0] > generation]
+        return len(changes) < current - generation or any(self._affects(w, key[1]) for _, w in changes)
 
     async def get(self, key: SearchKey, search: Callable[[], Awaitable[V]]) -> V:
         """The cached value of ``key``, else ``await search()`` (shared by concurrent callers)."""
@@ -140,7 +175,7 @@ class SearchCache(Generic[V]):
         generation = self._generations.get(key[0], 0)
         async with self._renewal_slots if renewal else contextlib.nullcontext():
             value = await search()
-        if self.fresh_seconds > 0 and self._generations.get(key[0], 0) == generation:
+        if self.fresh_seconds > 0 and not self._changed_since(key, generation):
             fresh_until = self._monotonic() + self.fresh_seconds * (1 - 0.2 * random.random())
             self._entries[key] = (fresh_until, value)
         return value

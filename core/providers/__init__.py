@@ -52,12 +52,12 @@ class SavedFile:
 @dataclass(frozen=True)
 class ProviderOutput:
     """One output file: its URL, a coroutine factory that downloads it once into memory (``read``), and one
-    that streams it once into a file (``save(path)``, for large outputs such as videos). Neither retries;
-    both raise ``OutputReadError`` or ``TimeoutError``."""
+    that fetches it once into a file within a time limit (``save(path, timeout seconds)``, for large outputs
+    such as videos). Neither retries; both raise ``OutputReadError`` or ``TimeoutError``."""
 
     url: str
     read: Callable[[], Awaitable[bytes]] = field(repr=False, compare=False)
-    save: Callable[[Path], Awaitable[SavedFile]] = field(repr=False, compare=False)
+    save: Callable[[Path, float], Awaitable[SavedFile]] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from core.errors import (
     ProviderUnavailable,
 )
 from core.providers import OutputReadError, PredictionState, ProviderInput, ProviderOutput, SavedFile
-from core.providers.files import CHUNK_BYTES, one_chunk, save_chunks
+from core.providers.files import DownloadPool, save_bytes
 
 #: Polling slows down to this interval (seconds) once a prediction has run for ``_SLOW_POLL_AFTER`` seconds:
 #: videos run for minutes, and a poll every half second for ten minutes would be 1,200 requests.
@@ -150,6 +150,8 @@ class ReplicateProvider:
         *,
         base_url: str | None = None,
         sleep: Any = asyncio.sleep,
+        download_workers: int = 2,
+        download_megabytes_per_second: float | None = None,
     ) -> None:
         self.settings = settings
         self._token = api_token
@@ -170,6 +172,7 @@ class ReplicateProvider:
         # Replicate allows 600 creates a minute with short bursts above it (replicate.com/docs/topics/predictions/
         # rate-limits): a leaky bucket of that rate, per process (replicas split the limit in config).
         self._creates = AsyncLimiter(settings.max_creates_per_minute, 60.0)
+        self._downloads = DownloadPool(download_workers, download_megabytes_per_second)
 
     def _http(self) -> aiohttp.ClientSession:
         """The aiohttp session of API calls and downloads, made on first use (it needs the running loop)."""
@@ -207,8 +210,8 @@ class ReplicateProvider:
         url = item.url if isinstance(item, FileOutput) else str(item)
         if isinstance(item, FileOutput) and url.startswith("data:"):  # inline output: decoded, not fetched
 
-            async def save_inline(path: Path) -> SavedFile:
-                return await save_chunks(one_chunk(await item.aread()), path)
+            async def save_inline(path: Path, timeout: float) -> SavedFile:
+                return await save_bytes(await item.aread(), path)
 
             return ProviderOutput(url=url[:64], read=item.aread, save=save_inline)
 
@@ -221,14 +224,9 @@ class ReplicateProvider:
             except aiohttp.ClientError as err:
                 raise OutputReadError(f"{type(err).__name__}: {err}") from err
 
-        async def save(path: Path) -> SavedFile:
-            """Stream the output file once into ``path``; raises ``OutputReadError``."""
-            try:
-                async with self._http().get(url, timeout=_DOWNLOAD_TIMEOUT) as response:
-                    response.raise_for_status()
-                    return await save_chunks(response.content.iter_chunked(CHUNK_BYTES), path)
-            except aiohttp.ClientError as err:
-                raise OutputReadError(f"{type(err).__name__}: {err}") from err
+        async def save(path: Path, timeout: float) -> SavedFile:
+            """Fetch the output file once into ``path`` in a download process; raises ``OutputReadError``."""
+            return await self._downloads.fetch(url, path, timeout)
 
         return ProviderOutput(url=url, read=read, save=save)
 
@@ -307,7 +305,8 @@ class ReplicateProvider:
             await self._client.predictions.async_cancel(prediction_id)
 
     async def close(self) -> None:
-        """Close the HTTP clients."""
+        """Close the HTTP clients and the download threads."""
         await self._client._async_client.aclose()
         if self._session is not None:
             await self._session.close()
+        self._downloads.close()
