@@ -154,7 +154,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16), default="image")
+    kind: Mapped[str] = mapped_column(String(32), default="image")  # a catalog model kind
     model: Mapped[str] = mapped_column(String(64))
     prompt: Mapped[str] = mapped_column(Text)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -143,6 +143,8 @@ class OutputStore:
         return meta, None
 
     async def store(self, output: ProviderOutput) -> tuple[dict[str, Any], bytes]:
+        """Download an image output, check its header and store it; its asset columns and bytes (for the
+        thumbnailer). Raises ``OutputDownloadFailed`` when it cannot be fetched or is not an image."""
         data = await self.fetch(output, output.read, self.settings.generation.download_timeout_seconds)
         try:
             info = probe_image(data)  # header only, no pixel decoding

@@ -1,4 +1,4 @@
-"""assets: a video's duration in seconds
+"""assets: a video's duration in seconds; jobs: kinds up to 32 characters (remove_background, image_to_video)
 
 Revision ID: 0004
 Revises: 0003
@@ -18,8 +18,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("assets") as batch:
         batch.add_column(sa.Column("duration_seconds", sa.Float(), nullable=True))
+    with op.batch_alter_table("jobs") as batch:
+        batch.alter_column("kind", existing_type=sa.String(16), type_=sa.String(32), existing_nullable=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.alter_column("kind", existing_type=sa.String(32), type_=sa.String(16), existing_nullable=False)
     with op.batch_alter_table("assets") as batch:
         batch.drop_column("duration_seconds")
