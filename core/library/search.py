@@ -110,13 +110,20 @@ class SearchCache(Generic[V]):
         self._running: dict[SearchKey, asyncio.Future[V]] = {}
         self._renewal_slots = asyncio.Semaphore(renewals)
         self._generations: dict[int, int] = {}
-        # account → [(generation, words it touched or None for all)], newest last
+        # account → [(generation, prefixes of the words it touched, or None for all)], newest last
         self._changes: dict[int, list[tuple[int, frozenset[str] | None]]] = {}
 
     @staticmethod
-    def _affects(words: frozenset[str] | None, terms: tuple[str, ...]) -> bool:
-        """True when a change to assets with ``words`` can change a search for ``terms`` (prefix matches)."""
-        return words is None or any(word.startswith(term) for term in terms for word in words)
+    def _prefixes(words: frozenset[str] | None) -> frozenset[str] | None:
+        """Every prefix of ``words``: the query terms that match them (searches match terms as prefixes)."""
+        if words is None:
+            return None
+        return frozenset(word[:end] for word in words for end in range(1, min(len(word), 64) + 1))
+
+    @staticmethod
+    def _affects(prefixes: frozenset[str] | None, terms: tuple[str, ...]) -> bool:
+        """True when a change whose words have ``prefixes`` can change a search for ``terms``."""
+        return prefixes is None or any(term in prefixes for term in terms)
 
     def invalidate(self, account_id: int, words: frozenset[str] | None = None, *, renew: bool = False) -> None:
         """Forget the account's cached results that a change to assets with ``words`` can change (all of them
@@ -127,11 +134,12 @@ class SearchCache(Generic[V]):
         over a large library takes tens of milliseconds, and a burst of tool calls would otherwise all wait for
         it at every finished job. A person's own change (an upload) is forgotten, so it shows at once."""
         generation = self._generations[account_id] = self._generations.get(account_id, 0) + 1
+        prefixes = self._prefixes(words)
         changes = self._changes.setdefault(account_id, [])
-        changes.append((generation, words))
+        changes.append((generation, prefixes))
         del changes[: -self.MAX_CHANGES]
         now = self._monotonic()
-        for key in [k for k in self._entries if k[0] == account_id and self._affects(words, k[1])]:
+        for key in [k for k in self._entries if k[0] == account_id and self._affects(prefixes, k[1])]:
             entry = self._entries.pop(key, None)
             if entry is not None and renew and self.stale_seconds > 0:
                 self._entries[key] = (now, entry[1])
