@@ -498,8 +498,9 @@ async def video_downloads(
 ) -> dict[str, Any]:
     """(e): ``show_product_image`` under wrk alone, then again while ``videos`` video jobs download their 50 MB
     outputs (the fake's predictions take 0.5 s; the loaded wrk run starts a second after the jobs, when their
-    downloads are under way, and ends before them at ``generation.video_download_megabytes_per_second``); the
-    server's RSS sampled every 0.1 s meanwhile."""
+    downloads are under way, and ends before them at ``generation.video_download_megabytes_per_second``), then
+    alone again once they are stored; the ratio is to the mean of the two runs alone. The server's RSS is
+    sampled every 0.1 s while the videos download."""
     url = f"{base}/tools/show_product_image"
     seconds = 4 if quick else 6
     await warm_searches(base, key, sorted(set(queries)))
@@ -529,6 +530,12 @@ async def video_downloads(
         outcomes = await jobs
         sampling = False
         await sampler
+        # Alone again once every video is stored: this shared machine's speed drifts within a minute, so the
+        # loaded run is compared with the mean of the runs before and after it. The searches cached before the
+        # downloads have expired by then; they are warmed again first, as before the first run.
+        await warm_searches(base, key, sorted(set(queries)))
+        await asyncio.to_thread(wrk, url, key, queries, 2)
+        after = await asyncio.to_thread(wrk, url, key, queries, seconds)
     done = [seconds_taken for seconds_taken, status in outcomes if status == "succeeded"]
     return {
         "videos": videos,
@@ -537,7 +544,8 @@ async def video_downloads(
         "videos_done_after_s": round(max(done), 2) if done else None,
         "alone": alone,
         "during_downloads": loaded,
-        "p99_ratio": loaded["p99_ms"] / alone["p99_ms"],
+        "alone_after": after,
+        "p99_ratio": loaded["p99_ms"] / ((alone["p99_ms"] + after["p99_ms"]) / 2),
         "max_rss_mb": round(max(samples), 1),
         "peak_rss_mb": memory_mb(pid)["peak_rss"],
     }
@@ -685,7 +693,8 @@ def report(r: dict[str, Any]) -> str:
             f"p50 {c['p50_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms (target <= 50), max {c['max_ms']:.1f} ms",
             f"(d) {d['viewers']} viewers x {d['rounds']} events: {d['received']} received, "
             f"p50 {d['p50_ms']:.1f} ms, p99 {d['p99_ms']:.1f} ms (target <= 100)",
-            f"(e) show_product_image p99 {e['alone']['p99_ms']:.1f} ms alone, {e['during_downloads']['p99_ms']:.1f} ms "
+            f"(e) show_product_image p99 {e['alone']['p99_ms']:.1f} / {e['alone_after']['p99_ms']:.1f} ms alone "
+            f"(before / after), {e['during_downloads']['p99_ms']:.1f} ms "
             f"while {e['succeeded']}/{e['videos']} videos of {e['video_mb']} MB downloaded (all done after "
             f"{e['videos_done_after_s']} s): {e['p99_ratio']:.2f}x (target <= 2); server RSS at most "
             f"{e['max_rss_mb']:.0f} MB meanwhile (target < 300)",

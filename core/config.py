@@ -139,7 +139,7 @@ class GenerationSettings(Section):
         default=2, ge=1, le=64, description="video outputs downloaded at once; the others wait their turn"
     )
     video_download_megabytes_per_second: float | None = Field(
-        default=40, gt=0, description="bandwidth of all video downloads together (null: unlimited)"
+        default=20, gt=0, description="bandwidth of all video downloads together (null: unlimited)"
     )
     thumbnail_worker: Literal["process", "thread"] = Field(
         default="process", description="process: a low-priority worker process (no GIL contention with requests)"
