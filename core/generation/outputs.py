@@ -1,7 +1,7 @@
 """A finished prediction's outputs: downloaded (with retries), checked, stored in the media store.
 
-Images are read into memory (they are small and their bytes go on to the thumbnailer); videos are streamed to
-disk and probed there, so a large one never sits in memory whole.
+Images are read into memory (they are small and their bytes go on to the thumbnailer); videos are fetched to
+disk by the provider's download threads and probed there, so a large one never sits in memory whole.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ class OutputStore:
         self.settings = settings
         self.blobs = blobs
         self._sleep = sleep
-        # Video downloads are background work that nobody waits on to the millisecond, while tool calls are:
-        # a few at a time leave the CPU to requests.
+        # At most as many video downloads as the provider has download threads; the others wait here, so their
+        # time limit counts from when their download starts.
         self._video_slots = asyncio.Semaphore(settings.generation.concurrent_video_downloads)
 
     async def input_image(self, job: JobRecord) -> InputImage | None:

@@ -159,6 +159,7 @@ class ReplicateProvider:
         # for every connection, which a burst of concurrent creates makes quadratic. The client wraps this
         # transport in its retrying one. Output files are fetched on the same aiohttp session directly (a
         # download is a plain GET), reusing the pool's open connections when a burst of jobs finishes at once.
+        # Videos are fetched by worker threads instead (``core.providers.files``), at a bounded rate.
         # Figures: bench/README.md.
         self._max_connections = settings.max_connections
         self._session: aiohttp.ClientSession | None = None
