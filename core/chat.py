@@ -16,8 +16,6 @@ from core import chat_text
 from core.accounts import AccountService, AccountView
 from core.billing import Billing
 from core.chat_text import UserBusy
-
-__all__ = ["ChatEvent", "ChatPreferences", "ChatService", "JobQueue", "UserBusy"]
 from core.config import Settings
 from core.credits import CreditService
 from core.errors import (
@@ -28,6 +26,8 @@ from core.generation import GenerationRequest, GenerationService, JobView
 from core.library import Library
 from core.prompts import extract_image_request
 from storage.blobs import LocalBlobStore
+
+__all__ = ["ChatEvent", "ChatPreferences", "ChatService", "JobQueue", "UserBusy"]
 
 
 @dataclass(frozen=True)
