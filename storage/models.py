@@ -123,6 +123,9 @@ class CreditGrant(Base):
     eligible_models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Units a refund was owed but could not take back because a running job held them; the job's release
+    # pays them first (``storage.repositories.credits``).
+    refund_owed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class LedgerEntry(Base):
@@ -266,6 +269,19 @@ class ProcessedEvent(Base):
     type: Mapped[str] = mapped_column(String(100))
     order_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingRefund(Base):
+    """A ``charge.refunded`` whose PaymentIntent matched no order yet; applied when the order learns it."""
+
+    __tablename__ = "pending_refunds"
+
+    payment_intent_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    charge_id: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(Integer)
+    amount_refunded: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class RedemptionCode(Base):

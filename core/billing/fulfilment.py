@@ -6,7 +6,10 @@ Exactly once, enforced by the database inside one transaction (``storage.reposit
 * a purchase is fulfilled once: ``orders.status`` moves to ``fulfilled`` by a conditional update, and what it
   creates is unique per order (grant ``source_ref`` ``order:<id>…``, ``redemption_codes.order_id``);
   ``checkout.session.completed``, ``…async_payment_succeeded`` and the success page all end here, in any order;
-* a refund takes credits back once per (charge, refunded amount): the ledger's unique (op_key, grant, kind).
+* a refund takes credits back once per (charge, refunded amount): the ledger's unique (op_key, grant, kind);
+  units a running job holds are owed (``credit_grants.refund_owed``) and taken when the job releases them;
+* a refund that arrives before its order is fulfilled is kept (``pending_refunds``) and applied by the
+  transaction that fulfils the order.
 
 Stripe's side: Checkout Session objects and the ``checkout.session.*`` and ``charge.refunded`` events
 (docs.stripe.com/api/checkout/sessions, docs.stripe.com/api/events/types).
@@ -80,7 +83,7 @@ class Fulfilments:
         self._listeners.append(listener)
 
     async def _notify(self, fulfilment: Fulfilment | None) -> None:
-        if fulfilment is None or not fulfilment.granted:
+        if fulfilment is None or not fulfilment.granted or fulfilment.status != "fulfilled":
             return
         for listener in self._listeners:
             try:
@@ -239,9 +242,16 @@ class Fulfilments:
             code = new_code()
             await tx.add_code(code, product.key, order.id, now)
         log.info("order %s fulfilled (%s)", order.id, product.id)
+        status = "fulfilled"
+        intent = payment_intent_id or order.payment_intent_id
+        pending = await tx.take_pending_refund(intent, now) if intent else None
+        if pending is not None:
+            charge_id, paid, refunded = pending
+            if await self._take_back(tx, order, charge_id, (refunded, paid)):
+                status, code = "refunded", None
         return Fulfilment(
             order_id=order.id, account_id=order.account_id, product=order.product, source=order.source,
-            status="fulfilled", granted=True, credits=order.credits, code=code, activation=activation,
+            status=status, granted=True, credits=order.credits, code=code, activation=activation,
         )  # fmt: skip
 
     async def _state(self, tx: BillingTransaction, order_id: str) -> Fulfilment:
@@ -254,16 +264,28 @@ class Fulfilments:
         )  # fmt: skip
 
     async def _refund(self, tx: BillingTransaction, charge: dict[str, Any]) -> EventOutcome:
-        """``charge.refunded``: take back the refunded share of what the order granted (what is left of it,
-        never below zero); a full refund voids the grants and an unredeemed code."""
+        """``charge.refunded``: take back the refunded share of what the order granted. A refund whose order
+        is not known or not fulfilled yet is kept (``refund_pending``) and applied when the order is fulfilled."""
         intent = charge.get("payment_intent")
         if isinstance(intent, dict):
             intent = intent.get("id")
-        order = await tx.order_where(payment_intent_id=str(intent)) if intent else None
-        if order is None:
+        if not intent:
             return EventOutcome("ignored")
-        paid = int(charge.get("amount") or order.amount) or 1
+        order = await tx.order_where(payment_intent_id=str(intent))
+        paid = int(charge.get("amount") or (order.amount if order else 0)) or 1
         refunded = min(int(charge.get("amount_refunded") or 0), paid)
+        if order is None or order.status not in ("fulfilled", "refunded"):
+            await tx.add_pending_refund(str(intent), str(charge.get("id")), (paid, refunded), self.clock.now())
+            log.warning("refund of %s before its order was fulfilled: kept until it is", intent)
+            return EventOutcome("refund_pending", order.id if order else None)
+        await self._take_back(tx, order, str(charge.get("id")), (refunded, paid))
+        return EventOutcome("refunded", order.id)
+
+    async def _take_back(self, tx: BillingTransaction, order: OrderRecord, charge_id: str,
+                         share: tuple[int, int]) -> bool:  # fmt: skip
+        """Take back ``share`` (refunded, paid) of what ``order`` granted (what is left of it, the rest owed
+        by running jobs' holds); a full refund voids the grants and an unredeemed code. True when full."""
+        refunded, paid = share
         full = refunded >= paid
         now = self.clock.now()
         if order.account_id is not None:
@@ -274,7 +296,7 @@ class Fulfilments:
             refs += [f"code:{code.id}:image", f"code:{code.id}:video"]
             if full:
                 await tx.void_unredeemed_code(code.id, now)
-        op_key = f"refund:{charge.get('id')}:{refunded}"
+        op_key = f"refund:{charge_id}:{refunded}"
         await tx.take_back(refs, (refunded, paid), op_key, f"refund of order {order.id}", now)
         await tx.set_refunded(order.id, refunded, full, now)
-        return EventOutcome("refunded", order.id)
+        return full

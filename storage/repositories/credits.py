@@ -251,6 +251,31 @@ def _give_back(conn: Connection, entries: list[tuple[Any, int]], note: str | Non
     for entry, amount in entries:
         conn.execute(_GIVE_BACK, {"grant": entry.grant_id, "give": amount})
     conn.execute(insert(LedgerEntry), [_entry(e, "release", n, n, note, now) for e, n in entries])
+    _pay_refunds_owed(conn, entries, now)
+
+
+def _pay_refunds_owed(conn: Connection, entries: list[tuple[Any, int]], now: datetime) -> None:
+    """Take what a refund could not take while these units were held (``refund_owed``) out of the units just
+    released, with ``refund`` entries under the hold's op key: a refunded grant never ends above its share."""
+    owed = dict(
+        conn.execute(
+            select(CreditGrant.id, CreditGrant.refund_owed).where(
+                CreditGrant.id.in_({e.grant_id for e, _ in entries}), CreditGrant.refund_owed > 0
+            )
+        ).all()
+    )
+    for entry, amount in entries:
+        take = min(owed.get(entry.grant_id, 0), amount)
+        if take <= 0:
+            continue
+        owed[entry.grant_id] -= take
+        conn.execute(
+            update(CreditGrant)
+            .where(CreditGrant.id == entry.grant_id, CreditGrant.refund_owed >= take, CreditGrant.remaining >= take)
+            .values(remaining=CreditGrant.remaining - take, refund_owed=CreditGrant.refund_owed - take)
+        )
+        note = "refund owed, taken on release"
+        conn.execute(insert(LedgerEntry).values(_entry(entry, "refund", take, -take, note, now)))
 
 
 def _win_charge(conn: Connection, job_id: str, state: str, charged: int, account_locked: bool) -> list[Any] | None:

@@ -58,7 +58,8 @@ def take_back(
     """Take back ``share`` (refunded, paid) of each grant named in ``source_refs``, once per ``op_key``.
 
     What a grant gives back is what is left of it (never below zero) up to its share of ``amount`` less what
-    earlier refunds took; a full share also voids the grant.
+    earlier refunds took; the rest of that share is owed (``refund_owed``) and taken from units a running job
+    held when the job releases them. A full share also voids the grant.
     """
     refunded, paid = share
     full = refunded >= paid
@@ -71,7 +72,7 @@ def take_back(
             ).scalar_one()
         )
         target = grant_row.amount if full else grant_row.amount * refunded // paid
-        take = min(grant_row.remaining, target - taken)
+        take = max(0, min(grant_row.remaining, target - taken))
         if take > 0:
             inserted = conn.execute(
                 dialect_insert(conn)(LedgerEntry)
@@ -86,6 +87,10 @@ def take_back(
                     .where(CreditGrant.id == grant_row.id, CreditGrant.remaining >= take)
                     .values(remaining=CreditGrant.remaining - take)
                 )
+                taken += take
+        conn.execute(
+            update(CreditGrant).where(CreditGrant.id == grant_row.id).values(refund_owed=max(0, target - taken))
+        )
         if full and grant_row.voided_at is None:
             conn.execute(update(CreditGrant).where(CreditGrant.id == grant_row.id).values(voided_at=now))
 

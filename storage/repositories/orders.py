@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
-from storage.models import Order, ProcessedEvent, RedemptionCode
+from storage.models import Order, PendingRefund, ProcessedEvent, RedemptionCode
 from storage.records import CodeRecord, OrderRecord, record
 from storage.repositories import credits, dialect_insert, grants, in_session
 
@@ -89,6 +89,35 @@ class BillingTransaction:
                 updated_at=now,
             )
         )
+
+    async def add_pending_refund(self, payment_intent_id: str, charge_id: str, amounts: tuple[int, int],
+                                 now: datetime) -> None:  # fmt: skip
+        """Keep a refund (``amounts``: paid, refunded so far) whose order is not known or not fulfilled yet; a
+        later refund of the same PaymentIntent raises the refunded amount (never lowers it)."""
+        paid, refunded = amounts
+        insert = dialect_insert(self._session)(PendingRefund).values(
+            payment_intent_id=payment_intent_id, charge_id=charge_id, amount=paid, amount_refunded=refunded,
+            created_at=now,
+        )  # fmt: skip
+        greatest = func.max if self._is_sqlite else func.greatest
+        keep = {
+            "amount_refunded": greatest(PendingRefund.amount_refunded, insert.excluded.amount_refunded),
+            "charge_id": insert.excluded.charge_id,
+            "applied_at": None,
+        }
+        await self._session.execute(insert.on_conflict_do_update(index_elements=["payment_intent_id"], set_=keep))
+
+    async def take_pending_refund(self, payment_intent_id: str, now: datetime) -> tuple[str, int, int] | None:
+        """Mark the PaymentIntent's unapplied pending refund applied; ``(charge id, paid, refunded)``, or None."""
+        row = (
+            await self._session.execute(
+                update(PendingRefund)
+                .where(PendingRefund.payment_intent_id == payment_intent_id, PendingRefund.applied_at.is_(None))
+                .values(applied_at=now)
+                .returning(PendingRefund.charge_id, PendingRefund.amount, PendingRefund.amount_refunded)
+            )
+        ).first()
+        return None if row is None else (row.charge_id, row.amount, row.amount_refunded)
 
     async def lock_account(self, account_id: int) -> None:
         """Take the account's credit lock (``credits.lock_account``)."""

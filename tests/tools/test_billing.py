@@ -431,3 +431,78 @@ async def test_signed_checkout_links_from_chat_create_the_session_when_opened(se
     server.services.clock.advance(hours=2)  # type: ignore[attr-defined]
     expired = await server.client.get("/" + path, allow_redirects=False)
     assert expired.status == 400 and "expired" in await expired.text()
+
+
+async def _grant_of(server: Server, order_id: str) -> Any:
+    async with server.services.db.read() as s:
+        return (await s.execute(select(CreditGrant).where(CreditGrant.source_ref == f"order:{order_id}"))).scalar_one()
+
+
+async def test_refund_while_a_job_holds_the_grant_takes_back_what_the_job_releases(server: Server) -> None:
+    result = await start_checkout(server, "pack:starter")
+    session = server.stripe.pay(result["checkout_session_id"])
+    await send_event(server, FakeStripe.event("checkout.session.completed", session))
+    await spend(server, await server.balance() - 50 + 20)  # the starter credits, then 20 of the pack's 50
+    server.fake.model_durations["black-forest-labs/flux-dev"] = 1.5
+    server.fake.failing_models.add("black-forest-labs/flux-dev")
+    response = await server.client.post(
+        "/api/v1/generations", headers=server.auth,
+        json={"prompt": "a held job", "model": "flux_dev", "num_outputs": 4, "wait_seconds": 0},
+    )  # fmt: skip
+    job = (await response.json())["job"]
+    assert response.status == 202 and job["charged"] == 0
+    assert (await _grant_of(server, result["order_id"])).remaining == 22  # 50 - 20 spent - 8 held
+    # Half refunded: the customer keeps 25 of the 50; 22 can be taken now, 3 are held by the running job.
+    half = FakeStripe.event("charge.refunded", server.stripe.refund(session["payment_intent"], amount=500))
+    assert (await (await send_event(server, half)).json())["outcome"] == "refunded"
+    grant = await _grant_of(server, result["order_id"])
+    assert (grant.remaining, grant.refund_owed) == (0, 3)
+    done = await server.services.generation.wait(job["id"], timeout=10)
+    assert done.status == "failed" and done.charged == 0
+    grant = await _grant_of(server, result["order_id"])
+    # 25 kept - 20 spent = 5, not the 8 the job held: the release paid the 3 owed first.
+    assert (grant.remaining, grant.refund_owed) == (5, 0)
+    assert await server.balance() == 5
+    refunds = [e for e in await server.services.credits.ledger(server.account_id) if e.kind == "refund"]
+    assert sorted(e.amount for e in refunds) == [3, 22]
+    assert await server.services.credits.invariant_violations() == []
+
+
+async def test_refund_before_the_order_is_fulfilled_is_applied_when_it_is(server: Server) -> None:
+    before = await server.balance()
+    result = await start_checkout(server, "pack:starter")
+    session = server.stripe.pay(result["checkout_session_id"])
+    # Stripe does not promise event order: the refund arrives before checkout.session.completed.
+    early = FakeStripe.event("charge.refunded", server.stripe.refund(session["payment_intent"], amount=500))
+    assert (await (await send_event(server, early)).json())["outcome"] == "refund_pending"
+    assert await server.balance() == before
+    outcome = await (await send_event(server, FakeStripe.event("checkout.session.completed", session))).json()
+    assert outcome["outcome"] == "fulfilled"
+    assert await server.balance() == before + 25  # half of the 50-credit pack
+    [order] = await server.services.billing.orders(account_id=server.account_id)
+    assert (order.status, order.refunded_amount) == ("fulfilled", 500)
+    # The rest refunded later, the usual way: nothing of the pack is left.
+    full = FakeStripe.event("charge.refunded", server.stripe.refund(session["payment_intent"]))
+    assert (await (await send_event(server, full)).json())["outcome"] == "refunded"
+    assert await server.balance() == before
+    assert await server.services.credits.invariant_violations() == []
+
+
+async def test_full_refund_before_fulfilment_leaves_nothing_and_says_nothing_was_added(server: Server) -> None:
+    before = await server.balance()
+    told: list[Any] = []
+
+    async def listener(fulfilment: Any) -> None:
+        told.append(fulfilment)
+
+    server.services.billing.subscribe(listener)
+    result = await start_checkout(server, "pack:starter")
+    session = server.stripe.pay(result["checkout_session_id"])
+    await send_event(server, FakeStripe.event("charge.refunded", server.stripe.refund(session["payment_intent"])))
+    await send_event(server, FakeStripe.event("checkout.session.completed", session))
+    page = await server.client.get(f"/checkout/success?session_id={result['checkout_session_id']}")
+    assert "refunded" in (await page.text())
+    assert await server.balance() == before
+    [order] = await server.services.billing.orders(account_id=server.account_id)
+    assert order.status == "refunded"
+    assert told == []
