@@ -26,6 +26,7 @@ from core.generation import GenerationRequest, GenerationService, JobView
 from core.library import Library
 from core.prompts import extract_image_request
 from storage.blobs import LocalBlobStore
+from storage.repositories.events import EventRepository
 
 __all__ = ["ChatEvent", "ChatPreferences", "ChatService", "JobQueue", "UserBusy"]
 
@@ -119,9 +120,11 @@ class ChatService:
         credits: CreditService,
         library: Library,
         blobs: LocalBlobStore,
+        events: EventRepository,
         max_queued: int = 3,
     ) -> None:
         self.platform = platform
+        self.events = events
         self.credits = credits
         self.library = library
         self.blobs = blobs
@@ -135,6 +138,12 @@ class ChatService:
         """The account of a chat user (identity ``<platform>:<user id>``), created with starter credits on first
         contact. Returns ``(account, created)``."""
         return await self.accounts.for_identity(self.platform, str(user_id), name=name or f"{self.platform} user")
+
+    async def first_delivery(self, update_id: str) -> bool:
+        """True the first time the platform delivers the update ``update_id`` (unique per bot), False for a
+        redelivery (the platform retried after a lost answer): a redelivered update must not be acted on."""
+        key = f"{self.platform}:{update_id}"
+        return await self.events.first_delivery(key, self.platform, "update", self.credits.clock.now())
 
     async def preferences(self, account_id: int) -> ChatPreferences:
         """The chat user's defaults. Raises ``NotFound`` for an unknown account."""

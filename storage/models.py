@@ -260,7 +260,8 @@ class Order(Base):
 
 
 class ProcessedEvent(Base):
-    """A webhook event handled once (Stripe ``evt_…`` ids); inserted in the transaction that acts on it."""
+    """A webhook event or chat update handled once (Stripe ``evt_…`` ids, ``telegram:<bot>:<update_id>``);
+    inserted in the transaction that acts on it, or before the update is handled."""
 
     __tablename__ = "processed_events"
 

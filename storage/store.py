@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from storage.db import Database
 from storage.repositories.accounts import AccountRepository
 from storage.repositories.assets import AssetRepository
+from storage.repositories.events import EventRepository
 from storage.repositories.grants import CreditRepository
 from storage.repositories.jobs import JobRepository
 from storage.repositories.orders import OrderRepository
@@ -22,6 +23,7 @@ class Store:
     jobs: JobRepository
     assets: AssetRepository
     orders: OrderRepository
+    events: EventRepository
 
     @classmethod
     def of(cls, db: Database) -> Store:
@@ -33,4 +35,5 @@ class Store:
             jobs=JobRepository(db),
             assets=AssetRepository(db),
             orders=OrderRepository(db),
+            events=EventRepository(db),
         )

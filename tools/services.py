@@ -58,7 +58,7 @@ def chat_service(services: Services, platform: str, max_queued: int) -> ChatServ
     return ChatService(
         platform=platform, settings=services.settings, accounts=services.accounts, generation=services.generation,
         billing=services.billing, credits=services.credits, library=services.library, blobs=services.blobs,
-        max_queued=max_queued,
+        events=services.store.events, max_queued=max_queued,
     )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.ext import AIORateLimiter, Application
+from telegram.ext import AIORateLimiter, Application, TypeHandler
 
 from bot.telegram.handlers import Handlers
 from bot.telegram.render import COMMANDS, webhook_secret
@@ -54,6 +54,8 @@ class TelegramBot:
             builder = builder.updater(None)
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self.handlers = Handlers(self.app, chat)
+        # Group -1 runs before every handler: a redelivered update stops there.
+        self.app.add_handler(TypeHandler(Update, self.handlers.once), group=-1)
         self.app.add_handlers(self.handlers.handlers())
         self.app.add_error_handler(self.handlers.on_error)
         chat.billing.subscribe(self.handlers.on_fulfilment)

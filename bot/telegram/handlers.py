@@ -13,6 +13,7 @@ from telegram.constants import ChatAction, ChatType
 from telegram.error import TelegramError
 from telegram.ext import (
     Application,
+    ApplicationHandlerStop,
     BaseHandler,
     CallbackQueryHandler,
     CommandHandler,
@@ -72,6 +73,13 @@ class Handlers:
             MessageHandler(text & filters.ChatType.PRIVATE, self.on_private_text),
             MessageHandler(text & filters.REPLY, self.on_reply),
         ]
+
+    async def once(self, update: Update, context: Context) -> None:
+        """Stop a redelivered update (Telegram retries a webhook whose answer it did not get, and a restarted
+        poller may fetch an update again): its photo was sent already. The first delivery goes on."""
+        if not await self.chat.first_delivery(f"{self.app.bot.id}:{update.update_id}"):
+            log.info("Telegram update %s delivered again: ignored", update.update_id)
+            raise ApplicationHandlerStop
 
     # -- helpers ---------------------------------------------------------------------------------------------
 

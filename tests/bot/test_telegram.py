@@ -346,3 +346,26 @@ async def test_plain_messages_ask_for_videos_and_animations(tg: TelegramServer) 
     last = tg.replicate.creates[-1]["input"]
     assert (last["prompt"], last["aspect_ratio"]) == ("waves rolling onto a beach", "9:16")
     assert clip.files["video"][4:8] == b"ftyp"
+
+
+async def test_a_redelivered_update_sends_its_photo_once(tg: TelegramServer) -> None:
+    # Telegram redelivers an update whose 200 it did not get: at once (while the first is running) and later.
+    update = tg.telegram.text_update("/imagine a lighthouse in a storm")
+    await asyncio.gather(tg.post(update), tg.post(update))
+    await tg.telegram.wait_for("sendPhoto")
+    await tg.post(update)
+    press = tg.telegram.callback_update("a:" + "0" * 32, tg.telegram.sent_message(tg.telegram.of("sendPhoto")[0]))
+    await tg.post(tg.telegram.text_update("/balance"))  # answered after the redeliveries were handled
+    await tg.telegram.wait_for_text("credits")
+    await asyncio.sleep(0.3)
+    assert len(tg.telegram.of("sendPhoto")) == 1
+    account_id = await tg.account_id()
+    assert account_id is not None
+    async with tg.services.db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Job)) == 1
+    assert (await tg.services.credits.balance(account_id)).credits == 9
+    # A redelivered button press is dropped the same way: one answer to the callback query.
+    await asyncio.gather(tg.post(press), tg.post(press))
+    await tg.telegram.wait_for("answerCallbackQuery")
+    await asyncio.sleep(0.3)
+    assert len(tg.telegram.of("answerCallbackQuery")) == 1
