@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from typing import Any
 
 import discord
@@ -17,7 +18,10 @@ from discord import app_commands
 
 from bot.discord.commands import Commands
 from bot.discord.views import EDITS, AgainButton, ButtonAction, EditButton, OriginalButton
+from core.billing import Fulfilment
 from core.chat import ChatService
+
+log = logging.getLogger(__name__)
 
 
 class ShowmeClient(discord.Client):
@@ -69,8 +73,32 @@ class DiscordBot:
         # setting: config points them elsewhere (tests, proxies), for the one client a process runs.
         discord.http.Route.BASE = settings.api_base_url.rstrip("/")
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+        self.chat = chat
         self.client = ShowmeClient(Commands(chat))
         self._task: asyncio.Task[None] | None = None
+        self._messages: set[asyncio.Task[None]] = set()
+        chat.billing.subscribe(self.on_fulfilment)
+
+    async def on_fulfilment(self, fulfilment: Fulfilment) -> None:
+        """Tell the buyer in a direct message that the payment arrived (orders started from this bot). Sent
+        in the background so the payment webhook answers at once; a user who closed DMs is only logged."""
+        if fulfilment.source != "discord" or fulfilment.account_id is None:
+            return
+        user_id = await self.chat.accounts.external_id(fulfilment.account_id, "discord")
+        if user_id is None:
+            return
+        balance = await self.chat.credits.balance(fulfilment.account_id)
+        text = f"✅ Payment received.\n{self.chat.balance_text(balance)}"
+        task = asyncio.create_task(self._direct_message(int(user_id), text))
+        self._messages.add(task)
+        task.add_done_callback(self._messages.discard)
+
+    async def _direct_message(self, user_id: int, text: str) -> None:
+        try:
+            channel = await self.client.create_dm(discord.Object(id=user_id))
+            await channel.send(text)
+        except discord.HTTPException as err:
+            log.warning("Discord DM to %s not sent: %s", user_id, err)
 
     async def start(self, token: str) -> None:
         """Log in (runs ``setup_hook``: command sync) and keep the gateway connection in a background task."""
@@ -79,6 +107,9 @@ class DiscordBot:
 
     async def stop(self) -> None:
         """Close the client and its gateway task."""
+        for task in list(self._messages):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5)
         await self.client.close()
         if self._task is not None:
             self._task.cancel()

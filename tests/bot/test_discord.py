@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from tests.bot.conftest import DiscordServer
+from tests.fakes.stripe import FakeStripe
 
 
 def components(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -208,3 +209,27 @@ async def test_edit_buttons_and_video_command(dc: DiscordServer) -> None:
     assert filename.endswith(".mp4") and data[4:8] == b"ftyp"
     assert [b["custom_id"].split(":")[1] for b in components(final.json)] == ["again", "original"]
     assert (await dc.services.credits.balance(account)).credits == 3
+
+
+async def test_a_buyer_gets_a_direct_message_when_the_payment_arrives(dc: DiscordServer) -> None:
+    buy = dc.discord.command("buy", product="pack:creator")
+    await dc.discord.dispatch("INTERACTION_CREATE", buy)
+    [reply] = await dc.discord.wait_for("POST", f"/interactions/{buy['id']}/")
+    [link] = [c for row in reply.json["data"]["components"] for c in row["components"]]
+    path = "/" + link["url"].split("://", 1)[1].split("/", 1)[1]
+    assert (await dc.client.get(path, allow_redirects=False)).status == 303
+    [order] = await dc.services.billing.orders()
+    assert order.source == "discord"
+    session = dc.stripe.pay(str(order.checkout_session_id))
+    body = FakeStripe.event("checkout.session.completed", session)
+    for _ in range(2):  # a redelivered event fulfils nothing more and sends no second message
+        response = await dc.client.post(
+            "/webhooks/stripe", data=body.encode(), headers={"Stripe-Signature": FakeStripe.sign(body)}
+        )
+        assert response.status == 200
+    [opened] = await dc.discord.wait_for("POST", "/users/@me/channels")
+    assert str(opened.json["recipient_id"]) == buy["user"]["id"]
+    [message] = await dc.discord.wait_for("POST", "/channels/")
+    assert "Payment received" in message.json["content"] and "210 credits" in message.json["content"]
+    await asyncio.sleep(0.2)
+    assert len(dc.discord.of("POST", "/channels/")) == 1

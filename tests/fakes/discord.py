@@ -169,6 +169,11 @@ class FakeDiscord:
             if kind == 4:
                 body["resource"]["message"] = self.message(payload=payload.get("data"), files=files)
             return _json(body)
+        if path == "/users/@me/channels" and method == "POST":
+            user = {"id": str(payload["recipient_id"]), "username": "buyer", "discriminator": "0", "avatar": None}
+            return _json({"id": self.snowflake(), "type": 1, "recipients": [user], "last_message_id": None})
+        if path.startswith("/channels/") and path.endswith("/messages") and method == "POST":
+            return _json({**self.message(payload=payload, files=files), "channel_id": path.split("/")[2]})
         if path.startswith("/webhooks/"):
             if method == "DELETE":
                 return web.Response(status=204)
