@@ -6,13 +6,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import InvalidRequest, PayloadTooLarge, invalid_from_validation
 from core.generation import GenerationRequest, JobView
-from tools.dialects import FORMATS, export_tools
+from tools.dialects import export_tools
 from tools.http import SERVICES, SETTINGS, authenticate, plain, read_json
 from tools.remote import fetch_image
+from tools.schemas import LibraryQuery, ToolsQuery
 
 
 def _name_from_filename(filename: str) -> str:
@@ -110,12 +112,14 @@ async def _input_asset(request: web.Request, account_id: int, body: GenerationBo
 
 
 async def get_generation(request: web.Request) -> web.Response:
+    """``GET /api/v1/generations/{job_id}``: a job of the calling account, with its outputs once succeeded."""
     caller = await authenticate(request)
     job = await request.app[SERVICES].generation.get(request.match_info["job_id"], caller.account_id)
     return web.json_response({"job": job_json(job)})
 
 
 async def get_credits(request: web.Request) -> web.Response:
+    """``GET /api/v1/credits``: credits available now and the active session quotas."""
     caller = await authenticate(request)
     balance = await request.app[SERVICES].credits.balance(caller.account_id)
     return web.json_response(plain(balance))
@@ -128,24 +132,10 @@ async def upload_asset(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     if not request.content_type.startswith("multipart/"):
         raise InvalidRequest("send multipart/form-data with a 'file' part", field="file")
-    fields: dict[str, str] = {}
-    data: bytes | None = None
-    filename = ""
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "file":
-            filename = part.filename or ""
-            chunks, size = [], 0
-            while chunk := await part.read_chunk(65536):
-                size += len(chunk)
-                if size > settings.tools.upload_max_bytes:
-                    raise PayloadTooLarge(f"file is larger than {settings.tools.upload_max_bytes} bytes")
-                chunks.append(chunk)
-            data = b"".join(chunks)
-        elif part.name in ("name", "description", "tags", "category", "folder"):
-            fields[part.name] = (await part.text())[:2000]
+    try:
+        filename, data, fields = await _read_upload(request, settings.tools.upload_max_bytes)
+    except (ValueError, HttpProcessingError) as err:
+        raise InvalidRequest(f"the multipart body is malformed: {err}", field="file") from None
     if not data:
         raise InvalidRequest("file is required", field="file")
     name = fields.get("name") or _name_from_filename(filename)
@@ -164,14 +154,36 @@ async def upload_asset(request: web.Request) -> web.Response:
     return web.json_response({"asset": payload, "created": created}, status=201 if created else 200)
 
 
+async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, bytes | None, dict[str, str]]:
+    """The upload's file name, file bytes (None when there is no ``file`` part) and text fields. Raises
+    ``PayloadTooLarge``; aiohttp raises ``ValueError`` or ``HttpProcessingError`` for a malformed body."""
+    fields: dict[str, str] = {}
+    data: bytes | None = None
+    filename = ""
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "file":
+            filename = part.filename or ""
+            chunks, size = [], 0
+            while chunk := await part.read_chunk(65536):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"file is larger than {max_bytes} bytes")
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        elif part.name in ("name", "description", "tags", "category", "folder"):
+            fields[part.name] = (await part.text())[:2000]
+    return filename, data, fields
+
+
 async def search_library(request: web.Request) -> web.Response:
+    """``GET /api/v1/library?q=…&limit=…``: the calling account's assets, best match first (newest first
+    without ``q``)."""
     caller = await authenticate(request)
-    query = request.query.get("q", "")
-    try:
-        limit = int(request.query.get("limit", "10"))
-    except ValueError:
-        raise InvalidRequest("limit must be a whole number", field="limit") from None
-    hits = await request.app[SERVICES].library.search(caller.account_id, query, limit=limit)
+    query = _validated(LibraryQuery, dict(request.query))
+    hits = await request.app[SERVICES].library.search(caller.account_id, query.q, limit=query.limit)
     results = []
     for hit in hits:
         asset = plain(hit.asset)
@@ -181,10 +193,9 @@ async def search_library(request: web.Request) -> web.Response:
 
 
 async def tool_definitions(request: web.Request) -> web.Response:
-    """``GET /tools?format=openai|openai-responses|elevenlabs|vapi|retell|mcp``."""
-    fmt = request.query.get("format", "openai")
-    if fmt not in FORMATS:
-        raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}", field="format")
+    """``GET /tools?format=openai|openai-responses|elevenlabs|vapi|retell|mcp``: every tool's definition in
+    that platform's format, pointing at this server."""
+    fmt = _validated(ToolsQuery, dict(request.query)).format
     return web.json_response(export_tools(request.app[SERVICES].tools, fmt, request.app[SETTINGS].server.public_url))
 
 

@@ -19,31 +19,18 @@ from core.clock import Clock
 from core.config import Secrets, Settings
 from core.errors import ShowmeError
 from core.providers import ImageProvider
-from storage.blobs import InvalidBlobKey
-from tools import api, billing, dialects, viewers, webhooks
-from tools.http import SERVICES, SETTINGS, TELEGRAM_BOT
-from tools.metrics import METRICS, Metrics, metrics_handler
+from tools.http import SERVICES, SETTINGS, TELEGRAM_BOT, error_response
+from tools.metrics import METRICS, Metrics
+from tools.routes import OPERATIONS
 from tools.services import chat_service, open_services
 from tools.viewers import VIEWER_SOCKETS, SocketSet
 
 log = logging.getLogger(__name__)
 
-MEDIA_TYPES = {
-    ".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif", ".mp4": "video/mp4",
-    ".webm": "video/webm",
-}  # fmt: skip
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: What ``create_app`` was given to replace the defaults (tests): a clock, an image provider, secrets.
 OVERRIDES = web.AppKey("overrides", dict)
-
-
-def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    """The one error shape of the HTTP API: ``{"error": {"code", "message"}}``, plus ``field`` when one request
-    field is at fault."""
-    error = {"code": code, "message": message, **({"field": field} if field else {})}
-    return web.json_response({"error": error}, status=status)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -71,34 +58,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "something went wrong on our side; it has been logged")
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """200 ``{"status": "ok"}`` when the database answers, 503 otherwise."""
-    try:
-        await request.app[SERVICES].db.ping()
-    except Exception as err:
-        return error_response(503, "database_unavailable", f"database unreachable: {type(err).__name__}")
-    return web.json_response({"status": "ok"})
-
-
-async def media(request: web.Request) -> web.StreamResponse:
-    """A stored media file by its content-addressed key (immutable, cached for a year)."""
-    services = request.app[SERVICES]
-    try:
-        path = services.blobs.local_path(request.match_info["key"])
-    except InvalidBlobKey:
-        return error_response(404, "not_found", "no such media")
-    if not await asyncio.to_thread(path.is_file):
-        return error_response(404, "not_found", "no such media")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -214,41 +173,6 @@ def create_app(
 
 
 def add_routes(app: web.Application) -> None:
-    """Every route of the server (ARCHITECTURE.md "Public interface")."""
-    r = app.router
-    r.add_get("/healthz", healthz)
-    r.add_get("/metrics", metrics_handler)
-    r.add_get("/media/{key:.+}", media)
-    # Tool dialects: the fixed names first, then ElevenLabs / plain HTTP by tool name.
-    r.add_get("/tools", api.tool_definitions)
-    r.add_post("/tools/vapi", dialects.vapi_tool_calls)
-    r.add_post("/tools/retell", dialects.retell_function)
-    r.add_post("/tools/openai", dialects.openai_function_calls)
-    r.add_post("/tools/{tool_name}", dialects.plain_tool)
-    r.add_post("/mcp", dialects.mcp_endpoint)
-    # Viewers.
-    r.add_get("/calls/{conversation_id}", viewers.gallery_page)
-    r.add_get("/ws/calls/{conversation_id}", viewers.call_socket)
-    r.add_get("/ws/voice-images", viewers.voice_images_socket)
-    r.add_post("/api/v1/conversations/{conversation_id}/viewer-token", viewers.mint_viewer_token)
-    # REST.
-    r.add_post("/api/v1/generations", api.create_generation)
-    r.add_get("/api/v1/generations/{job_id}", api.get_generation)
-    r.add_get("/api/v1/credits", api.get_credits)
-    r.add_get("/api/v1/credits/ledger", billing.ledger)
-    r.add_post("/api/v1/credits/purchase", billing.purchase)
-    r.add_get("/api/v1/pricing", billing.pricing)
-    r.add_post("/api/v1/checkout", billing.create_checkout)
-    r.add_post("/api/v1/redeem", billing.redeem)
-    r.add_get("/api/v1/orders", billing.list_orders)
-    r.add_post("/api/v1/library", api.upload_asset)
-    r.add_get("/api/v1/library", api.search_library)
-    r.add_post("/api/v1/agents/elevenlabs/config", api.elevenlabs_agent_config)
-    # Webhooks.
-    r.add_post("/webhooks/elevenlabs", webhooks.elevenlabs_webhook)
-    r.add_post("/webhooks/stripe", billing.stripe_webhook)
-    r.add_post("/webhooks/telegram", webhooks.telegram_webhook)
-    # Checkout pages (Stripe sends the buyer back here).
-    r.add_get("/checkout/start", billing.checkout_start)
-    r.add_get("/checkout/success", billing.checkout_success)
-    r.add_get("/checkout/cancel", billing.checkout_cancel)
+    """Every route of the server (``tools.routes.OPERATIONS``; ARCHITECTURE.md "Public interface")."""
+    for operation in OPERATIONS:
+        operation.register(app.router)

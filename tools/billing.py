@@ -13,6 +13,7 @@ from core.billing import Activation, Fulfilment
 from core.errors import InvalidSignature, NotFound, PaymentsNotConfigured, ShowmeError
 from tools.api import _validated
 from tools.http import SERVICES, api_key_from, authenticate, plain, read_body, read_json
+from tools.schemas import LedgerQuery
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,7 @@ async def list_orders(request: web.Request) -> web.Response:
 async def ledger(request: web.Request) -> web.Response:
     """``GET /api/v1/credits/ledger?limit=N``: grants, holds, settles, releases, expiries, refunds."""
     caller = await authenticate(request)
-    try:
-        limit = max(1, min(500, int(request.query.get("limit", "100"))))
-    except ValueError:
-        limit = 100
+    limit = _validated(LedgerQuery, dict(request.query)).limit
     lines = await request.app[SERVICES].credits.ledger(caller.account_id, limit=limit)
     return web.json_response({"entries": plain(lines)})
 
@@ -190,6 +188,7 @@ async def checkout_success(request: web.Request) -> web.Response:
 
 
 async def checkout_cancel(request: web.Request) -> web.Response:
+    """``GET /checkout/cancel``: the buyer left Stripe Checkout; nothing was charged."""
     return page("Checkout cancelled", "<p>Nothing was charged. You can start again whenever you like.</p>")
 
 

@@ -88,3 +88,10 @@ async def authenticate(request: web.Request, scope: str | None = None) -> Caller
     if scope is not None and scope not in scopes:
         raise Forbidden(f"this API key lacks the {scope!r} scope")
     return Caller(account_id, scopes)
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    """The one error shape of the HTTP API: ``{"error": {"code", "message"}}``, plus ``field`` when one request
+    field is at fault."""
+    error = {"code": code, "message": message, **({"field": field} if field else {})}
+    return web.json_response({"error": error}, status=status)

@@ -1,0 +1,227 @@
+"""Every route of the server as an ``Operation`` (``tools.openapi``): registered with aiohttp by ``tools.app`` and
+described by ``GET /api/v1/openapi.json`` from the same list, with the docs page at ``/api/docs``."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import create_model
+
+from core.billing.checkout import CheckoutResult
+from core.credits import Balance
+from core.tool_model import Tool
+from storage.blobs import InvalidBlobKey
+from tools import api, billing, dialects, schemas, viewers, webhooks
+from tools.http import SERVICES, SETTINGS, error_response
+from tools.metrics import metrics_handler
+from tools.openapi import HTML, Answer, Operation, document
+
+SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
+SWAGGER_FILES = {"swagger-ui-bundle.js": "application/javascript", "swagger-ui.css": "text/css"}
+MEDIA_TYPES = {
+    ".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif", ".mp4": "video/mp4",
+    ".webm": "video/webm",
+}  # fmt: skip
+
+
+def showme_version() -> str:
+    """The installed package's version (``pyproject.toml``), or ``0+unknown`` when run from an uninstalled tree."""
+    try:
+        return version("showme")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 ``{"status": "ok"}`` when the database answers, 503 otherwise."""
+    try:
+        await request.app[SERVICES].db.ping()
+    except Exception as err:
+        return error_response(503, "database_unavailable", f"database unreachable: {type(err).__name__}")
+    return web.json_response({"status": "ok"})
+
+
+async def media(request: web.Request) -> web.StreamResponse:
+    """A stored media file by its content-addressed key (immutable, cached for a year)."""
+    services = request.app[SERVICES]
+    try:
+        path = services.blobs.local_path(request.match_info["key"])
+    except InvalidBlobKey:
+        return error_response(404, "not_found", "no such media")
+    if not await asyncio.to_thread(path.is_file):
+        return error_response(404, "not_found", "no such media")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def tool_operations(tools: list[Tool]) -> list[Operation]:
+    """``POST /tools/<name>`` of each registered tool, its body the model that validates the arguments plus
+    the conversation whose viewers see the result."""
+    operations = []
+    for tool in tools:
+        body = create_model(  # type: ignore[call-overload]
+            f"{tool.name}_request", __base__=tool.model, conversation_id=(str | None, None)
+        )
+        answer = Answer("The tool's answer (also for not_found and generating).", schemas.ToolAnswer)
+        call_id = {"X-Tool-Call-Id": "the platform's id of this call (a retried call is charged once)"}
+        operations.append(
+            Operation("POST", f"/tools/{tool.name}", dialects.plain_tool, tool.title, "Voice tools", {200: answer},
+                      body=body, errors=(402, 404, 409, 422), headers=call_id)
+        )  # fmt: skip
+    return operations
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """``GET /api/v1/openapi.json``: this document (OpenAPI 3.1)."""
+    spec = document(
+        [op for op in OPERATIONS if op.path != "/tools/{tool_name}"]
+        + tool_operations(list(request.app[SERVICES].tools.tools.values())),
+        version=showme_version(),
+        server_url=request.app[SETTINGS].server.public_url,
+    )
+    return web.json_response(spec, headers={"Cache-Control": "no-cache"})
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>showme API</title><link rel="stylesheet" href="/api/docs/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div><script src="/api/docs/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: %s, dom_id: "#swagger-ui", deepLinking: true});</script>
+</body></html>"""
+
+
+async def docs_page(request: web.Request) -> web.Response:
+    """``GET /api/docs``: Swagger UI (vendored, no CDN) over ``/api/v1/openapi.json``."""
+    return web.Response(text=DOCS_PAGE % html.escape(json.dumps("/api/v1/openapi.json"), quote=False),
+                        content_type="text/html")  # fmt: skip
+
+
+async def docs_asset(request: web.Request) -> web.StreamResponse:
+    """``GET /api/docs/{file}``: the vendored Swagger UI script and stylesheet."""
+    name = request.match_info["file"]
+    if name not in SWAGGER_FILES:
+        return error_response(404, "not_found", "no such file")
+    return web.FileResponse(SWAGGER_UI / name, headers={"Content-Type": SWAGGER_FILES[name],
+                                                        "Cache-Control": "public, max-age=86400"})  # fmt: skip
+
+
+def _page(description: str) -> dict[int, Answer]:
+    return {200: Answer(description, media_type=HTML)}
+
+
+def _json(description: str, body: Any, status: int = 200) -> dict[int, Answer]:
+    return {status: Answer(description, body)}
+
+
+OPERATIONS: list[Operation] = [
+    Operation("GET", "/healthz", healthz, "Liveness and database check", "Operations",
+              {**_json("The database answers.", schemas.Health), 503: Answer("The database does not answer.",
+                                                                              schemas.ErrorBody)}, auth="none"),
+    Operation("GET", "/metrics", metrics_handler, "Prometheus metrics", "Operations",
+              {200: Answer("Prometheus text exposition format.", media_type="text/plain")}, auth="none"),
+    Operation("GET", "/media/{key:.+}", media, "A stored image or video", "Media",
+              {200: Answer("The file (immutable).", {"type": "string", "format": "binary"},
+                           "application/octet-stream")}, auth="none"),
+    Operation("GET", "/api/v1/openapi.json", openapi_json, "This OpenAPI document", "Operations",
+              _json("OpenAPI 3.1.", {"type": "object"}), auth="none"),
+    Operation("GET", "/api/docs", docs_page, "API documentation (Swagger UI)", "Operations",
+              _page("The docs page."), auth="none"),
+    Operation("GET", "/api/docs/{file}", docs_asset, "Swagger UI's files", "Operations",
+              {200: Answer("A script or stylesheet.", media_type="text/plain")}, auth="none"),
+    # Tool dialects: the fixed names first, then ElevenLabs / plain HTTP by tool name.
+    Operation("GET", "/tools", api.tool_definitions, "Tool definitions for a platform", "Voice tools",
+              _json("The definitions (an array, or an object for some formats).", {"type": ["array", "object"]}),
+              auth="none", query=schemas.ToolsQuery),
+    Operation("POST", "/tools/vapi", dialects.vapi_tool_calls, "Vapi tool calls", "Voice tools",
+              _json("One result per tool call (errors inside, as Vapi expects).", schemas.VapiResponse),
+              body=schemas.VapiRequest, headers={"X-Vapi-Secret": "the API key, as Vapi sends it"}),
+    Operation("POST", "/tools/retell", dialects.retell_function, "Retell custom function", "Voice tools",
+              _json("The tool's answer.", schemas.ToolAnswer), body=schemas.RetellRequest, errors=(402, 404, 409, 422)),
+    Operation("POST", "/tools/openai", dialects.openai_function_calls, "OpenAI function calls", "Voice tools",
+              _json("function_call_output items for the app to send back.", schemas.OpenAIResponse),
+              body=schemas.OpenAIRequest, errors=(402, 404, 409, 422)),
+    Operation("POST", "/tools/{tool_name}", dialects.plain_tool, "A tool by name (ElevenLabs, plain HTTP)",
+              "Voice tools", _json("The tool's answer.", schemas.ToolAnswer), body={"type": "object"}),
+    Operation("POST", "/mcp", dialects.mcp_endpoint, "Model Context Protocol (streamable HTTP)", "Voice tools",
+              {**_json("JSON-RPC answer(s).", {"type": ["object", "array"]}),
+               202: Answer("Notifications only: nothing to answer."),
+               400: Answer("The body is not JSON.", schemas.JsonRpcError),
+               401: Answer("Missing or unknown API key.", schemas.JsonRpcError),
+               403: Answer("The API key lacks a scope.", schemas.JsonRpcError)}, body=schemas.McpRequest),
+    # Viewers.
+    Operation("GET", "/calls/{conversation_id}", viewers.gallery_page, "The live call gallery", "Viewers",
+              {**_page("The gallery page."), 403: Answer("The page, saying the link is not valid.", media_type=HTML)},
+              auth="none", query=schemas.ViewerQuery),
+    Operation("GET", "/ws/calls/{conversation_id}", viewers.call_socket, "Gallery events", "Viewers", {},
+              websocket=True),
+    Operation("GET", "/ws/voice-images", viewers.voice_images_socket, "Voice images socket", "Viewers", {},
+              websocket=True),
+    Operation("POST", "/api/v1/conversations/{conversation_id}/viewer-token", viewers.mint_viewer_token,
+              "A viewer link for a conversation", "Viewers", _json("The token and link.", schemas.ViewerToken, 201),
+              errors=(400,)),
+    # REST.
+    Operation("POST", "/api/v1/generations", api.create_generation, "Generate an image or video, or edit one",
+              "Generations", {**_json("The job finished within wait_seconds.", schemas.JobResponse),
+                              202: Answer("The job is still running; poll it.", schemas.JobResponse)},
+              body=api.GenerationBody, errors=(402, 404, 409, 422), headers={"Idempotency-Key": "a retry with the same "
+                                                                        "key returns the first job, charged once"}),
+    Operation("GET", "/api/v1/generations/{job_id}", api.get_generation, "A job", "Generations",
+              _json("The job.", schemas.JobResponse)),
+    Operation("GET", "/api/v1/credits", api.get_credits, "Balance", "Credits", _json("The balance.", Balance)),
+    Operation("GET", "/api/v1/credits/ledger", billing.ledger, "Ledger entries", "Credits",
+              _json("Newest first.", schemas.LedgerResponse), query=schemas.LedgerQuery),
+    Operation("POST", "/api/v1/credits/purchase", billing.purchase, "Claim a pack paid by a PaymentIntent",
+              "Credits", _json("The fulfilment and the new balance.", schemas.PurchaseResponse),
+              body=billing.PurchaseBody, errors=(402,)),
+    Operation("GET", "/api/v1/pricing", billing.pricing, "Packs, plans and model prices", "Credits",
+              _json("The price list.", schemas.Pricing), auth="none"),
+    Operation("POST", "/api/v1/checkout", billing.create_checkout, "Start a Stripe Checkout", "Credits",
+              _json("The order and the Checkout URL.", CheckoutResult, 201), auth="optional_api_key",
+              body=billing.CheckoutBody),
+    Operation("POST", "/api/v1/redeem", billing.redeem, "Redeem an hourly-plan code", "Credits",
+              _json("The activation and the new balance.", schemas.RedeemResponse), body=billing.RedeemBody,
+              errors=(404, 409)),
+    Operation("GET", "/api/v1/orders", billing.list_orders, "Orders", "Credits",
+              _json("Newest first.", schemas.OrdersResponse)),
+    Operation("POST", "/api/v1/library", api.upload_asset, "Upload an image to the library", "Library",
+              {**_json("Uploaded.", schemas.AssetResponse, 201), 200: Answer("Already in the library.",
+                                                                            schemas.AssetResponse)},
+              body=schemas.UploadForm, body_media_type="multipart/form-data"),
+    Operation("GET", "/api/v1/library", api.search_library, "Search the library", "Library",
+              _json("Best match first.", schemas.SearchResponse), query=schemas.LibraryQuery),
+    Operation("POST", "/api/v1/agents/elevenlabs/config", api.elevenlabs_agent_config,
+              "Add our tools to an ElevenLabs agent config", "Voice tools",
+              _json("The same config with our tools and instructions.", schemas.ElevenLabsConfig),
+              body=schemas.ElevenLabsConfig),
+    # Webhooks.
+    Operation("POST", "/webhooks/elevenlabs", webhooks.elevenlabs_webhook, "ElevenLabs post-call webhook",
+              "Webhooks", _json("Received.", schemas.Received), auth="signature", body=schemas.ElevenLabsEvent,
+              errors=(401,), headers={"ElevenLabs-Signature": "t=<unix seconds>,v0=<hex HMAC-SHA256>"}),
+    Operation("POST", "/webhooks/stripe", billing.stripe_webhook, "Stripe webhook", "Webhooks",
+              _json("Handled, duplicate or ignored.", schemas.StripeWebhookOutcome), auth="signature",
+              body=schemas.StripeEvent, errors=(503,), headers={"Stripe-Signature": "t=…,v1=…"}),
+    Operation("POST", "/webhooks/telegram", webhooks.telegram_webhook, "Telegram webhook", "Webhooks",
+              _json("Queued.", schemas.Received), auth="signature", body=schemas.TelegramUpdate, errors=(403, 404),
+              headers={"X-Telegram-Bot-Api-Secret-Token": "the secret given to setWebhook"}),
+    # Checkout pages (Stripe sends the buyer back here).
+    Operation("GET", "/checkout/start", billing.checkout_start, "Open a chat bot's payment link", "Checkout pages",
+              {303: Answer("To Stripe Checkout."), 400: Answer("The link is not valid.", media_type=HTML),
+               503: Answer("Payments are not set up.", media_type=HTML)}, auth="none", query=schemas.CheckoutLinkQuery),
+    Operation("GET", "/checkout/success", billing.checkout_success, "After paying", "Checkout pages",
+              {**_page("What was bought."), 400: Answer("The link is incomplete.", media_type=HTML),
+               404: Answer("Unknown checkout.", media_type=HTML)}, auth="none", query=schemas.CheckoutSuccessQuery),
+    Operation("GET", "/checkout/cancel", billing.checkout_cancel, "After cancelling", "Checkout pages",
+              _page("Nothing was charged."), auth="none"),
+]  # fmt: skip
