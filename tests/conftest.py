@@ -21,6 +21,7 @@ from storage.db import create_engine
 from tests.fakes.replicate import FakeReplicate, RunningFake
 from tests.fakes.serve import serve
 from tests.fakes.stripe import FakeStripe
+from tests.fakes.telegram import FakeTelegram
 from tools.services import Services, open_services
 
 POSTGRES_URL = os.environ.get("SHOWME_TEST_POSTGRES_URL")
@@ -104,6 +105,24 @@ async def stripe_fake() -> AsyncIterator[FakeStripe]:
     fake = FakeStripe()
     async with serve(fake.app()) as fake.base_url:
         yield fake
+
+
+@pytest.fixture
+async def telegram_fake() -> AsyncIterator[FakeTelegram]:
+    fake = FakeTelegram()
+    async with serve(fake.app()) as fake.base_url:
+        yield fake
+
+
+@pytest.fixture
+async def discord_fake() -> AsyncIterator[Any]:
+    from tests.fakes.discord import FakeDiscord
+
+    fake = FakeDiscord()
+    async with serve(fake.app()) as fake.base_url:
+        yield fake
+        for ws in list(fake.sockets):
+            await ws.close()
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -20,6 +21,7 @@ from storage.db import Database, create_engine
 from storage.models import Job
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.serve import free_port
+from tests.fakes.stripe import FakeStripe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -463,3 +465,59 @@ async def test_a_three_minute_video_survives_sigkill_of_the_server(
     assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 5
     # After the first minute the polls came at most every 2 s, not every 0.5 s.
     assert replicate_fake.gets < 250, replicate_fake.gets  # about 170; every 0.5 s throughout would be 360
+
+
+async def test_version() -> None:
+    proc = await asyncio.create_subprocess_exec(*_command(), "--version", stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and re.fullmatch(r"showme \d+\.\d+\.\d+\S*\n", out.decode())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_doctor_on_a_fresh_clone_says_exactly_what_is_missing(cli: Cli, tmp_path: Path) -> None:
+    fresh = {k: v for k, v in cli.env.items() if k not in ("REPLICATE_API_TOKEN", "REPLICATE_BASE_URL")}
+    proc = await asyncio.create_subprocess_exec(
+        *_command(), "doctor", "--json", cwd=tmp_path, env=fresh, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert checks["REPLICATE_API_TOKEN"]["status"] == "fail"
+    assert "replicate.com/account/api-tokens" in checks["REPLICATE_API_TOKEN"]["fix"]
+    assert checks["database"]["status"] == "warn" and "does not exist yet" in checks["database"]["detail"]
+    assert checks["public URL"]["status"] == "warn"
+    assert checks["TELEGRAM_BOT_TOKEN"]["status"] == "off" and "@BotFather" in checks["TELEGRAM_BOT_TOKEN"]["fix"]
+    assert checks["media store"]["status"] == "ok"
+    assert not (tmp_path / "media").exists()  # the doctor looks; it creates nothing
+
+
+async def test_doctor_checks_each_key_with_its_vendor(
+    cli: Cli, replicate_fake: FakeReplicate, stripe_fake: FakeStripe, telegram_fake: Any, discord_fake: Any
+) -> None:
+    from tests.fakes import discord as fake_discord
+    from tests.fakes import stripe as fake_stripe
+    from tests.fakes import telegram as fake_telegram
+
+    assert (await cli.run("db", "upgrade"))[0] == 0
+    env = {
+        "STRIPE_SECRET_KEY": fake_stripe.API_KEY, "STRIPE_WEBHOOK_SECRET": fake_stripe.WEBHOOK_SECRET,
+        "TELEGRAM_BOT_TOKEN": fake_telegram.TOKEN, "DISCORD_BOT_TOKEN": fake_discord.TOKEN,
+        "ELEVENLABS_WEBHOOK_SECRET": "wsec_abc", "SHOWME_SECRET_KEY": "k" * 40,
+        "SHOWME_SERVER__PUBLIC_URL": "https://showme.example", "SHOWME_STRIPE__API_BASE": stripe_fake.base_url,
+        "SHOWME_TELEGRAM__API_BASE_URL": f"{telegram_fake.base_url}/bot",
+        "SHOWME_DISCORD__API_BASE_URL": f"{discord_fake.base_url}/api/v10",
+    }  # fmt: skip
+    code, out, err = await cli.run("doctor", **env)
+    assert code == 0, out + err
+    assert out.strip().endswith("all good"), out
+    assert "works (account acme)" in out and "works (test mode)" in out and "works (@" in out
+    # A publishable key pasted for the secret key, and a token Replicate refuses: each says what to do.
+    code, out, _ = await cli.run(
+        "doctor", "--json", **{**env, "STRIPE_SECRET_KEY": "pk_test_123", "REPLICATE_API_TOKEN": "r8_revoked"}
+    )
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert code == 1
+    stripe_check = checks["STRIPE_SECRET_KEY"]
+    assert stripe_check["status"] == "fail" and "does not look like" in stripe_check["detail"]
+    assert checks["REPLICATE_API_TOKEN"]["status"] == "fail" and "refused" in checks["REPLICATE_API_TOKEN"]["detail"]
+    assert checks["database"]["status"] == "ok"

@@ -32,6 +32,7 @@ from core.errors import (
     ProviderError,
     ShowmeError,
 )
+from tools.version import showme_version
 
 if TYPE_CHECKING:
     from core.generation import GenerationRequest, JobView
@@ -74,6 +75,18 @@ def _plural(n: int, unit: str) -> str:
 
 
 # -- commands ----------------------------------------------------------------------------------------
+
+
+async def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the configuration, database, media store and vendor keys; exit 1 when something must be fixed."""
+    from dataclasses import asdict
+
+    from tools.doctor import render, run_checks
+
+    checks = await run_checks(settings, args.config)
+    failed = any(c.status == "fail" for c in checks)
+    _emit(args, {"ok": not failed, "checks": [asdict(c) for c in checks]}, render(checks))
+    return 1 if failed else 0
 
 
 async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -483,6 +496,8 @@ def _add_setup_commands(commands: Any, group: Group, common: argparse.ArgumentPa
 
     db = group("db", "database maintenance")
     db.add_parser("upgrade", parents=[common], help="apply migrations").set_defaults(handler=cmd_db_upgrade, raw=True)
+    p = commands.add_parser("doctor", parents=[common], help="check configuration, database, media and vendor keys")
+    p.set_defaults(handler=cmd_doctor, raw=True)
 
     accounts = group("accounts", "accounts (payers)")
     p = accounts.add_parser("create", parents=[common], help="create an account with starter credits")
@@ -602,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="showme", description="showme: AI images in front of people, mid-conversation.")
     parser.add_argument("--config", default=None, help="config file (default: $SHOWME_CONFIG or ./config.yaml)")
     parser.add_argument("--json", action="store_true", default=False, help="machine-readable output")
+    parser.add_argument("--version", action="version", version=f"showme {showme_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 

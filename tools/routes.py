@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from tools import api, billing, dialects, schemas, viewers, webhooks
 from tools.http import SERVICES, SETTINGS, error_response
 from tools.metrics import metrics_handler
 from tools.openapi import HTML, Answer, Operation, document
+from tools.version import showme_version
 
 SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
 SWAGGER_FILES = {"swagger-ui-bundle.js": "application/javascript", "swagger-ui.css": "text/css"}
@@ -28,14 +28,6 @@ MEDIA_TYPES = {
     ".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif", ".mp4": "video/mp4",
     ".webm": "video/webm",
 }  # fmt: skip
-
-
-def showme_version() -> str:
-    """The installed package's version (``pyproject.toml``), or ``0+unknown`` when run from an uninstalled tree."""
-    try:
-        return version("showme")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 async def healthz(request: web.Request) -> web.Response:

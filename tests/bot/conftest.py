@@ -11,7 +11,6 @@ from aiohttp.test_utils import TestClient
 from core.clock import ManualClock
 from core.config import Secrets, Settings
 from tests.fakes.replicate import FakeReplicate
-from tests.fakes.serve import serve
 from tests.fakes.stripe import API_KEY, WEBHOOK_SECRET, FakeStripe
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tools.app import create_app
@@ -19,13 +18,6 @@ from tools.http import SERVICES
 from tools.services import Services
 
 TELEGRAM_SECRET = "tg-secret_123"
-
-
-@pytest.fixture
-async def telegram_fake() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    async with serve(fake.app()) as fake.base_url:
-        yield fake
 
 
 @dataclass
@@ -79,17 +71,6 @@ async def tg(
     app = create_app(settings, clock=clock, secrets=secrets)
     client = await aiohttp_client(app)
     yield TelegramServer(client, app[SERVICES], telegram_fake, stripe_fake, replicate_fake)
-
-
-@pytest.fixture
-async def discord_fake() -> AsyncIterator[Any]:
-    from tests.fakes.discord import FakeDiscord
-
-    fake = FakeDiscord()
-    async with serve(fake.app()) as fake.base_url:
-        yield fake
-        for ws in list(fake.sockets):
-            await ws.close()
 
 
 @dataclass

@@ -196,7 +196,15 @@ class FakeReplicate:
         app.router.add_post("/v1/files", self._upload)
         app.router.add_get("/v1/files/{id}", self._get_upload)
         app.router.add_get("/v1/files/{id}/download", self._download_upload)
+        app.router.add_get("/v1/account", self._account)
         return app
+
+    async def _account(self, request: web.Request) -> web.Response:
+        """``GET /v1/account``: the token's owner (replicate.com/docs/reference/http#account.get)."""
+        if not self._authorized(request):
+            return self._problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        return web.json_response({"type": "organization", "username": "acme", "name": "Acme Granite",
+                                  "github_url": None})  # fmt: skip
 
     def input_file(self, url: Any) -> bytes | None:
         """The bytes of an input given as one of our file URLs (or a data URI), None when absent."""

@@ -69,7 +69,15 @@ class FakeStripe:
         app.router.add_post("/v1/checkout/sessions", self.create_session)
         app.router.add_get("/v1/checkout/sessions/{id}", self.get_session)
         app.router.add_get("/v1/payment_intents/{id}", self.get_intent)
+        app.router.add_get("/v1/balance", self.get_balance)
         return app
+
+    async def get_balance(self, request: web.Request) -> web.Response:
+        """``GET /v1/balance``: what ``showme doctor`` asks to check the key (docs.stripe.com/api/balance)."""
+        return web.json_response(
+            {"object": "balance", "available": [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}],
+             "pending": [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}], "livemode": False}
+        )  # fmt: skip
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
