@@ -46,6 +46,7 @@ class Answer:
     description: str
     body: Any = None
     media_type: str = JSON
+    other_media_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,8 @@ def operation_object(op: Operation, schemas: Schemas) -> dict[str, Any]:
         if answer.body is not None:
             response["content"] = {answer.media_type: {"schema": schemas.of(answer.body, "serialization")}}
         elif answer.media_type != JSON:
-            response["content"] = {answer.media_type: {"schema": {"type": "string"}}}
+            types = (answer.media_type, *answer.other_media_types)
+            response["content"] = {media_type: {"schema": {"type": "string"}} for media_type in types}
         responses[str(status)] = response
     error = schemas.of(ErrorBody, "serialization")
     for status in _error_statuses(op):
