@@ -32,6 +32,22 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ProviderCost(Section):
+    """What one output costs us at a provider, in USD: ``per_output`` (an image or a video), or ``per_second`` of
+    the prediction's run time (Replicate's ``metrics.predict_time`` on the model's hardware)."""
+
+    per_output: Decimal | None = Field(default=None, ge=0)
+    per_second: Decimal | None = Field(default=None, ge=0)
+
+    def usd(self, outputs: int, predict_seconds: float | None) -> Decimal | None:
+        """The cost of ``outputs`` outputs made in ``predict_seconds``; None when it cannot be known."""
+        if self.per_output is not None:
+            return self.per_output * outputs
+        if self.per_second is not None and predict_seconds is not None:
+            return self.per_second * Decimal(str(predict_seconds))
+        return None
+
+
 class ModelSpec(Section):
     """One catalog model: what it makes (``kind``), where it runs (``ref`` on Replicate, whose input schema
     ``family`` names) and what it costs (``price`` credits per output)."""
@@ -39,7 +55,7 @@ class ModelSpec(Section):
     ref: str = Field(description="owner/name (official model) or owner/name:version")
     price: int = Field(ge=0, description="credits per output")
     kind: ModelKind = "image"
-    family: Literal["flux", "flux_pro", "sdxl", "seedance", "real_esrgan", "rembg", "codeformer"]
+    family: Literal["flux", "flux_pro", "sdxl", "ideogram", "seedance", "real_esrgan", "rembg", "codeformer"]
     aspect_ratios: list[str] = Field(default_factory=list, description="required for image and video kinds")
     max_outputs: int = Field(default=4, ge=1, le=4)
     timeout_seconds: float | None = Field(
@@ -52,6 +68,15 @@ class ModelSpec(Section):
         default_factory=dict, description="extra fields of the model's input, e.g. {duration: 5, resolution: 480p}"
     )
     description: str = ""
+    providers: dict[str, str] = Field(
+        default_factory=dict,
+        description="where it runs, in order of preference: provider → that provider's model id, e.g. "
+        "{replicate: black-forest-labs/flux-schnell, hf: black-forest-labs/FLUX.1-schnell} (default: Replicate, ref)",
+    )
+
+    costs: dict[str, ProviderCost] = Field(
+        default_factory=dict, description="what an output costs us at each provider (cost and margin reports)"
+    )
 
     @field_validator("ref")
     @classmethod
@@ -69,10 +94,27 @@ class ModelSpec(Section):
                 raise ValueError(f"{ratio!r} is not an aspect ratio like 16:9")
         return value
 
+    @field_validator("providers")
+    @classmethod
+    def _providers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, model_id in value.items():
+            if name not in ("replicate", "hf"):
+                raise ValueError(f"unknown provider {name!r}: use replicate or hf")
+            if not model_id.strip():
+                raise ValueError(f"the {name} model id is empty")
+        return value
+
+    @property
+    def routes(self) -> list[tuple[str, str]]:
+        """``[(provider, model id), …]`` in the order to try them."""
+        return list(self.providers.items()) or [("replicate", self.ref)]
+
     @model_validator(mode="after")
     def _fits_kind(self) -> ModelSpec:
         if self.kind in ("image", "video") and not self.aspect_ratios:
             raise ValueError(f"a model of kind {self.kind} needs at least one aspect ratio")
+        if "hf" in self.providers and self.kind != "image":
+            raise ValueError("the hf provider makes images only (text-to-image)")
         if self.kind != "image" and self.max_outputs != 1:
             self.max_outputs = 1  # one video or one edited image per job
         return self
@@ -153,84 +195,6 @@ def default_plans() -> dict[str, PlanSpec]:
         "flash": PlanSpec(name="Flash", price=Decimal("100"), currency="inr", images=8, videos=1),
         "pro": PlanSpec(name="Pro", price=Decimal("200"), currency="inr", images=15, videos=3),
     }
-
-
-def default_models() -> dict[str, ModelSpec]:
-    """The Replicate models offered when ``config.yaml`` names none."""
-    flux_ratios = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
-    return {
-        "flux_schnell": ModelSpec(
-            ref="black-forest-labs/flux-schnell",
-            price=1,
-            family="flux",
-            aspect_ratios=flux_ratios,
-            description="FLUX.1 [schnell]: fastest, good for live calls",
-        ),
-        "flux_dev": ModelSpec(
-            ref="black-forest-labs/flux-dev",
-            price=2,
-            family="flux",
-            aspect_ratios=flux_ratios,
-            description="FLUX.1 [dev]: higher quality, slower",
-        ),
-        "flux_pro": ModelSpec(
-            ref="black-forest-labs/flux-1.1-pro",
-            price=5,
-            family="flux_pro",
-            max_outputs=1,
-            aspect_ratios=["1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3"],
-            description="FLUX 1.1 [pro]: best quality, one image per request",
-        ),
-        "sdxl": ModelSpec(
-            ref="stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc",
-            price=1,
-            family="sdxl",
-            aspect_ratios=["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"],
-            description="Stable Diffusion XL",
-        ),
-        **default_video_and_edit_models(),
-    }
-
-
-# Replicate models for videos and edits, chosen for being maintained and widely used:
-# - Seedance 1 Lite (ByteDance, an official model: no version to pin) makes 5 or 10 s clips from a prompt, or
-#   from a prompt and a first-frame image, at 480p-1080p; 480p keeps a 5 s clip near a minute.
-# - Real-ESRGAN (nightmareai) is the standard 2-10x upscaler; CodeFormer (sczhou) the standard face restorer;
-#   rembg (cjwbw) returns a PNG with alpha. Community models must be pinned to a version.
-SEEDANCE_RATIOS = ["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"]
-
-
-def default_video_and_edit_models() -> dict[str, ModelSpec]:
-    """The video and edit models offered when ``config.yaml`` names none."""
-    return {
-        "seedance_lite": ModelSpec(
-            ref="bytedance/seedance-1-lite", price=5, kind="video", family="seedance", aspect_ratios=SEEDANCE_RATIOS,
-            input_defaults={"duration": 5, "resolution": "480p"}, description="Seedance 1 Lite: 5 s video, 480p",
-        ),
-        "seedance_animate": ModelSpec(
-            ref="bytedance/seedance-1-lite", price=5, kind="image_to_video", family="seedance",
-            input_defaults={"duration": 5, "resolution": "480p"},
-            description="Seedance 1 Lite: animates a picture into a 5 s video",
-        ),
-        "real_esrgan": ModelSpec(
-            ref="nightmareai/real-esrgan:f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa",
-            price=2, kind="upscale", family="real_esrgan", input_defaults={"scale": 4},
-            description="Real-ESRGAN: 4x upscale",
-        ),
-        "rembg": ModelSpec(
-            ref="cjwbw/rembg:fb8af171cfa1616ddcf1242c093f9c46bcada5ad4cf6f2fbe8b81b330ec5c003",
-            price=1, kind="remove_background", family="rembg",
-            description="rembg: removes the background (transparent PNG)",
-        ),
-        "codeformer": ModelSpec(
-            ref="sczhou/codeformer:7de2ea26c616d5bf2245ad0d5e24f0ff9a6204578a5c876db53142edd9d2cd56",
-            price=2, kind="restore_face", family="codeformer",
-            input_defaults={
-                "upscale": 2, "codeformer_fidelity": 0.7, "face_upsample": True, "background_enhance": True,
-            },
-            description="CodeFormer: restores faces",
-        ),
-    }  # fmt: skip
 
 
 def default_styles() -> dict[str, str]:

@@ -30,12 +30,13 @@ from core.catalog_settings import (
     PackSpec,
     PlanSpec,
     Section,
-    default_models,
     default_packs,
     default_plans,
     default_styles,
 )
 from core.errors import ConfigError
+from core.model_defaults import default_models
+from core.provider_settings import FailoverSettings, HuggingFaceSettings, ReportSettings
 
 __all__ = [
     "ASPECT_RATIO_PATTERN", "ZERO_DECIMAL_CURRENCIES", "ModelSpec", "PackSpec", "PlanSpec", "Secrets", "Settings",
@@ -224,6 +225,9 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     credits: CreditSettings = Field(default_factory=CreditSettings)
     replicate: ReplicateSettings = Field(default_factory=ReplicateSettings)
+    huggingface: HuggingFaceSettings = Field(default_factory=HuggingFaceSettings)
+    failover: FailoverSettings = Field(default_factory=FailoverSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     models: dict[str, ModelSpec] = Field(default_factory=default_models)
     styles: dict[str, str] = Field(default_factory=default_styles)
@@ -306,6 +310,7 @@ class Secrets(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     replicate_api_token: SecretStr | None = Field(default=None, alias="REPLICATE_API_TOKEN")
+    hf_token: SecretStr | None = Field(default=None, alias="HF_TOKEN", description="Hugging Face access token")
     secret_key: SecretStr | None = Field(
         default=None, alias="SHOWME_SECRET_KEY", description="signs viewer links; same on every replica"
     )

@@ -283,6 +283,7 @@ class ToolRegistry:
             )  # fmt: skip
         error = ProviderError(f"the {noun} could not be made: {job.error}; nothing was charged")
         error.code = job.error_code or error.code
+        error.status = next((c.status for c in ProviderError.__subclasses__() if c.code == error.code), error.status)
         raise error
 
     async def _show_product_image(self, call: ToolCall, args: Any) -> ToolResult:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -179,6 +180,11 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The provider that made the outputs (None: the model's first), why earlier ones were passed over, and what
+    # the job cost us in micro-dollars (None: unknown).
+    provider: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    provider_switches: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    cost_microusd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Asset(Base):

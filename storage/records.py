@@ -66,6 +66,9 @@ class JobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    provider: str | None = None
+    provider_switches: str | None = None
+    cost_microusd: int | None = None
 
 
 @dataclass(frozen=True)

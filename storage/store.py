@@ -11,6 +11,7 @@ from storage.repositories.events import EventRepository
 from storage.repositories.grants import CreditRepository
 from storage.repositories.jobs import JobRepository
 from storage.repositories.orders import OrderRepository
+from storage.repositories.reports import ReportRepository
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Store:
     assets: AssetRepository
     orders: OrderRepository
     events: EventRepository
+    reports: ReportRepository
 
     @classmethod
     def of(cls, db: Database) -> Store:
@@ -36,4 +38,5 @@ class Store:
             assets=AssetRepository(db),
             orders=OrderRepository(db),
             events=EventRepository(db),
+            reports=ReportRepository(db),
         )

@@ -165,3 +165,13 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if key.startswith("SHOWME_") and key != "SHOWME_TEST_POSTGRES_URL":
             monkeypatch.delenv(key)
     yield
+
+
+@pytest.fixture
+async def huggingface_fake() -> AsyncIterator[Any]:
+    """The fake Hugging Face Inference Providers router on plain http loopback."""
+    from tests.fakes.huggingface import FakeHuggingFace
+
+    fake = FakeHuggingFace()
+    async with serve(fake.app()) as fake.base_url:
+        yield fake

@@ -14,7 +14,7 @@ from core.generation import GenerationRequest, JobView
 from tools.dialects import export_tools
 from tools.http import SERVICES, SETTINGS, authenticate, plain, read_json
 from tools.remote import fetch_image
-from tools.schemas import LibraryQuery, ToolsQuery
+from tools.schemas import LibraryQuery, ReportQuery, ToolsQuery
 
 
 def _name_from_filename(filename: str) -> str:
@@ -190,6 +190,17 @@ async def search_library(request: web.Request) -> web.Response:
         asset.pop("file_path", None)
         results.append({"rank": hit.rank, "asset": asset})
     return web.json_response({"results": results})
+
+
+async def admin_report(request: web.Request) -> web.Response:
+    """``GET /api/v1/admin/report?since=YYYY-MM-DD[&until=…]``: jobs, failures, credits charged, revenue,
+    provider cost and margin per model and day, over every account (a key with the ``operator`` scope)."""
+    from core.reports import report_json
+
+    await authenticate(request, "operator")
+    query = _validated(ReportQuery, dict(request.query))
+    report = await request.app[SERVICES].reports.report(query.since, query.until)
+    return web.json_response(report_json(report))
 
 
 async def tool_definitions(request: web.Request) -> web.Response:

@@ -293,6 +293,24 @@ async def cmd_jobs_resume(args: argparse.Namespace, s: Services) -> int:
     return 0
 
 
+async def cmd_report(args: argparse.Namespace, s: Services) -> int:
+    """Cost, revenue and margin per model and day (``core.reports``)."""
+    from core.reports import report_json, report_text
+
+    report = await s.reports.report(args.since, args.until)
+    _emit(args, report_json(report), report_text(report))
+    return 0
+
+
+def _day(value: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2026-12-06") from None
+
+
 async def cmd_library_search(args: argparse.Namespace, s: Services) -> int:
     await s.accounts.get(args.account)
     hits = await s.library.search(args.account, args.query, limit=args.limit)
@@ -498,6 +516,10 @@ def _add_setup_commands(commands: Any, group: Group, common: argparse.ArgumentPa
     db.add_parser("upgrade", parents=[common], help="apply migrations").set_defaults(handler=cmd_db_upgrade, raw=True)
     p = commands.add_parser("doctor", parents=[common], help="check configuration, database, media and vendor keys")
     p.set_defaults(handler=cmd_doctor, raw=True)
+    p = commands.add_parser("report", parents=[common], help="revenue, provider cost and margin by model and day")
+    p.add_argument("--since", type=_day, required=True, help="first day (UTC), like 2026-12-01")
+    p.add_argument("--until", type=_day, help="day after the last (default: tomorrow)")
+    p.set_defaults(handler=cmd_report)
 
     accounts = group("accounts", "accounts (payers)")
     p = accounts.add_parser("create", parents=[common], help="create an account with starter credits")

@@ -39,6 +39,8 @@ def _ok(name: str, detail: str) -> Check:
 #: (environment variable, pattern, where to get one, what needs it)
 KEY_FORMATS: dict[str, tuple[str, str, str]] = {
     "REPLICATE_API_TOKEN": (r"r8_[A-Za-z0-9_-]+", "replicate.com/account/api-tokens", "generating"),
+    "HF_TOKEN": (r"hf_[A-Za-z0-9]+", "huggingface.co/settings/tokens (with Inference Providers permission)",
+                 "failing over to Hugging Face"),
     "STRIPE_SECRET_KEY": (r"(sk|rk)_(test|live)_[A-Za-z0-9_]+", "dashboard.stripe.com/apikeys", "selling credits"),
     "STRIPE_WEBHOOK_SECRET": (r"whsec_[A-Za-z0-9_+/=]+", "the webhook endpoint's signing secret in Stripe",
                               "the Stripe webhook"),
@@ -175,7 +177,8 @@ async def _discord(settings: Settings, token: str) -> str:
 async def check_keys(settings: Settings, secrets: Secrets) -> list[Check]:
     """Each vendor key: its format, then (when it has one) a call to the vendor with it."""
     values = {
-        "REPLICATE_API_TOKEN": secrets.replicate_api_token, "STRIPE_SECRET_KEY": secrets.stripe_secret_key,
+        "REPLICATE_API_TOKEN": secrets.replicate_api_token, "HF_TOKEN": secrets.hf_token,
+        "STRIPE_SECRET_KEY": secrets.stripe_secret_key,
         "STRIPE_WEBHOOK_SECRET": secrets.stripe_webhook_secret, "TELEGRAM_BOT_TOKEN": secrets.telegram_bot_token,
         "DISCORD_BOT_TOKEN": secrets.discord_bot_token, "ELEVENLABS_WEBHOOK_SECRET": secrets.elevenlabs_webhook_secret,
     }  # fmt: skip
@@ -195,7 +198,8 @@ async def check_keys(settings: Settings, secrets: Secrets) -> list[Check]:
         elif name in calls and value is not None:
             online.append(_reach(name, lambda call=calls[name], value=value: call(value)))
         else:
-            checks.append(_ok(name, "set, format ok (checked when the vendor calls us)"))
+            when = "when a job fails over to it" if name == "HF_TOKEN" else "when the vendor calls us"
+            checks.append(_ok(name, f"set, format ok (used {when})"))
     return checks + list(await asyncio.gather(*online))
 
 

@@ -8,6 +8,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from core.generation import JobView
+from core.providers.failover import CLOSED, HALF_OPEN, FailoverProvider
+from tools.http import SERVICES
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
 
@@ -45,6 +47,21 @@ class Metrics:
             "showme_credits_spent_total", "Units charged for generations", ["unit"], registry=self.registry
         )
         self.viewers = Gauge("showme_viewers_connected", "Open viewer WebSockets", registry=self.registry)
+        self.circuit = Gauge(
+            "showme_provider_circuit_state",
+            "Each provider's circuit breaker: 0 closed, 1 half-open (one probe allowed), 2 open (skipped)",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.circuit_opened = Counter(
+            "showme_provider_circuit_opened_total", "Times a provider's breaker opened", ["provider"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.failovers = Counter(
+            "showme_provider_failovers_total", "Jobs moved from a model's first provider to another",
+            ["from_provider", "to_provider"], registry=self.registry,
+        )  # fmt: skip
+        self._seen: dict[tuple[str, ...], int] = {}
         self._tool_call_counters: dict[tuple[str, str, str], Any] = {}
 
     def count_tool_call(self, tool: str, dialect: str, outcome: str) -> None:
@@ -66,6 +83,19 @@ class Metrics:
         if job.charged:
             self.credits_spent.labels(job.unit).inc(job.charged)
 
+    def observe_providers(self, failover: FailoverProvider) -> None:
+        """Bring the provider series up to date (at scrape time): breaker states, openings, failovers."""
+        for name, breaker in failover.breakers.items():
+            state = breaker.state
+            self.circuit.labels(name).set(0 if state == CLOSED else 1 if state == HALF_OPEN else 2)
+            self._advance(self.circuit_opened.labels(name), ("opened", name), breaker.opened_count)
+        for (origin, target), count in failover.switches.items():
+            self._advance(self.failovers.labels(origin, target), ("failover", origin, target), count)
+
+    def _advance(self, counter: Any, key: tuple[str, ...], total: int) -> None:
+        counter.inc(total - self._seen.get(key, 0))
+        self._seen[key] = total
+
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -74,5 +104,10 @@ METRICS = web.AppKey("metrics", Metrics)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    body, content_type = request.app[METRICS].render()
+    """``GET /metrics``: Prometheus text format."""
+    metrics = request.app[METRICS]
+    provider = request.app[SERVICES].provider
+    if isinstance(provider, FailoverProvider):
+        metrics.observe_providers(provider)
+    body, content_type = metrics.render()
     return web.Response(body=body, headers={"Content-Type": content_type})

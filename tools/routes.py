@@ -14,6 +14,8 @@ from pydantic import create_model
 
 from core.billing.checkout import CheckoutResult
 from core.credits import Balance
+from core.errors import ShowmeError
+from core.providers.failover import FailoverProvider
 from core.tool_model import Tool
 from storage.blobs import InvalidBlobKey
 from tools import api, billing, dialects, schemas, viewers, webhooks
@@ -37,6 +39,33 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception as err:
         return error_response(503, "database_unavailable", f"database unreachable: {type(err).__name__}")
     return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: whether this replica can serve generations: the database answers and at least one
+    configured provider is not skipped by its circuit breaker. 200 ``ready`` (or ``degraded`` while a provider
+    is skipped), 503 ``not_ready`` otherwise; each part's state in the body."""
+    services = request.app[SERVICES]
+    body: dict[str, Any] = {"database": "ok", "providers": {}}
+    try:
+        await services.db.ping()
+    except Exception as err:
+        body["database"] = f"unreachable: {type(err).__name__}"
+    provider = services.provider
+    members = provider.providers if isinstance(provider, FailoverProvider) else {provider.name: provider}
+    states = provider.breaker_states() if isinstance(provider, FailoverProvider) else {}
+    for name, member in members.items():
+        try:
+            member.check_ready()
+            configured = True
+        except ShowmeError:
+            configured = False
+        body["providers"][name] = {"configured": configured, "circuit": states.get(name, "closed")}
+    usable = [p for p in body["providers"].values() if p["configured"] and p["circuit"] != "open"]
+    skipped = any(p["configured"] and p["circuit"] == "open" for p in body["providers"].values())
+    ok = body["database"] == "ok" and bool(usable)
+    body["status"] = ("degraded" if skipped else "ready") if ok else "not_ready"
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def media(request: web.Request) -> web.StreamResponse:
@@ -121,6 +150,9 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/healthz", healthz, "Liveness and database check", "Operations",
               {**_json("The database answers.", schemas.Health), 503: Answer("The database does not answer.",
                                                                               schemas.ErrorBody)}, auth="none"),
+    Operation("GET", "/readyz", readyz, "Readiness: database and image providers", "Operations",
+              {200: Answer("Ready, or degraded while a provider is skipped.", schemas.Readiness),
+               503: Answer("Not ready: the database or every provider is down.", schemas.Readiness)}, auth="none"),
     Operation("GET", "/metrics", metrics_handler, "Prometheus metrics", "Operations",
               {200: Answer("Prometheus text exposition format.", media_type="text/plain")}, auth="none"),
     Operation("GET", "/media/{key:.+}", media, "A stored image or video", "Media",
@@ -194,6 +226,9 @@ OPERATIONS: list[Operation] = [
               body=schemas.UploadForm, body_media_type="multipart/form-data"),
     Operation("GET", "/api/v1/library", api.search_library, "Search the library", "Library",
               _json("Best match first.", schemas.SearchResponse), query=schemas.LibraryQuery),
+    Operation("GET", "/api/v1/admin/report", api.admin_report, "Cost, revenue and margin per model and day",
+              "Operations", _json("The report (money as decimal strings).", schemas.ReportOut),
+              query=schemas.ReportQuery),
     Operation("POST", "/api/v1/agents/elevenlabs/config", api.elevenlabs_agent_config,
               "Add our tools to an ElevenLabs agent config", "Voice tools",
               _json("The same config with our tools and instructions.", schemas.ElevenLabsConfig),

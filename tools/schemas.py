@@ -5,6 +5,7 @@ the envelopes name, so the document and the answers cannot drift apart."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +45,13 @@ class LibraryQuery(Query):
     limit: int = Field(default=10, ge=1, le=50)
 
 
+class ReportQuery(Query):
+    """``GET /api/v1/admin/report``: jobs created from ``since`` up to (not including) ``until``, UTC days."""
+
+    since: date
+    until: date | None = None
+
+
 class ViewerQuery(Query):
     """``GET /calls/{conversation_id}``: the viewer token from ``POST …/viewer-token``."""
 
@@ -79,6 +87,38 @@ class ErrorBody(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+class ProviderReadiness(BaseModel):
+    configured: bool = Field(description="its key is set")
+    circuit: Literal["closed", "half_open", "open"] = Field(description="open: skipped after repeated failures")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded", "not_ready"]
+    database: str = Field(description="ok, or why it is unreachable")
+    providers: dict[str, ProviderReadiness]
+
+
+class ReportLineOut(BaseModel):
+    day: date | None = Field(description="None on the totals line")
+    model: str = Field(description="all on the totals line")
+    jobs: int
+    failures: int
+    credits_charged: int
+    quota_units_charged: int = Field(description="session images and videos charged")
+    revenue: dict[str, str] = Field(description="currency → amount in its main unit (decimal string)")
+    revenue_usd: str
+    cost_usd: str
+    margin_usd: str
+    jobs_without_cost: int = Field(description="succeeded jobs whose model has no configured cost")
+
+
+class ReportOut(BaseModel):
+    since: date
+    until: date
+    lines: list[ReportLineOut]
+    totals: ReportLineOut
 
 
 class JobResponse(BaseModel):

@@ -20,9 +20,12 @@ from core.gallery import Gallery
 from core.generation import GenerationService, JobRunner
 from core.library import Library, UseRecorder
 from core.providers import ImageProvider
+from core.providers.failover import FailoverProvider
+from core.providers.huggingface import HuggingFaceProvider
 from core.providers.payments import PaymentProvider
 from core.providers.replicate import ReplicateProvider
 from core.providers.stripe import StripePayments
+from core.reports import ReportService
 from core.tools import ToolRegistry
 from core.viewers import ViewerTokens, load_or_create_secret
 from storage import migrate
@@ -51,6 +54,7 @@ class Services:
     viewer_tokens: ViewerTokens
     payments: PaymentProvider
     billing: Billing
+    reports: ReportService
 
 
 def chat_service(services: Services, platform: str, max_queued: int) -> ChatService:
@@ -110,6 +114,7 @@ def build_services(
         uses=uses, tools=ToolRegistry(settings, generation, library, gallery, uses, clock),
         viewer_tokens=ViewerTokens(signing_key, clock, settings.viewers.token_ttl_seconds), payments=payments,
         billing=Billing(store.orders, settings, credits, payments, clock, link_secret=signing_key),
+        reports=ReportService(store.reports, settings, clock),
     )  # fmt: skip
 
 
@@ -138,10 +143,16 @@ async def open_services(
     owned_provider = provider is None
     try:
         await prepare_database(db, settings)
-        provider = provider or ReplicateProvider(
-            settings.replicate, _secret(secrets.replicate_api_token),
-            download_workers=settings.generation.concurrent_video_downloads,
-            download_megabytes_per_second=settings.generation.video_download_megabytes_per_second,
+        provider = provider or FailoverProvider(
+            {
+                "replicate": ReplicateProvider(
+                    settings.replicate, _secret(secrets.replicate_api_token),
+                    download_workers=settings.generation.concurrent_video_downloads,
+                    download_megabytes_per_second=settings.generation.video_download_megabytes_per_second,
+                ),
+                "hf": HuggingFaceProvider(settings.huggingface, _secret(secrets.hf_token)),
+            },
+            settings.failover,
         )  # fmt: skip
         payments = payments or StripePayments(
             settings.stripe, _secret(secrets.stripe_secret_key), _secret(secrets.stripe_webhook_secret)

@@ -86,6 +86,7 @@ class JobRunner:
         self._background: set[asyncio.Task[None]] = set()
         self._fresh: dict[str, JobRecord] = {}  # jobs submitted here: no need to read them back
         self._prediction_ids: dict[str, str] = {}
+        self._facts: dict[str, dict[str, Any]] = {}  # job id → provider and switches of its prediction
         self._running: dict[str, datetime] = {}  # job id → when this process started it
         self._finished: dict[str, tuple[float, JobView]] = {}  # (monotonic expiry, job), oldest first
         self._waiters: dict[str, list[asyncio.Future[JobView | None]]] = {}
@@ -184,7 +185,8 @@ class JobRunner:
         state = await self._predict(job, started_at)
         with self.thumbnails.busy():
             stored = await self.outputs.collect(state, job)
-            await self._succeed(job, [(index, meta) for index, (meta, _) in stored])
+            facts = {**self._facts.pop(job_id, {}), **self._cost(job, state, len(stored))}
+            await self._succeed(job, [(index, meta) for index, (meta, _) in stored], facts)
         # Images get their thumbnails now; a video's poster frame is its thumbnail already.
         started = self.thumbnails.add([(job_id, index, data) for index, (_, data) in stored if data is not None])
         if started is not None:
@@ -217,6 +219,9 @@ class JobRunner:
             )
         )
         self._prediction_ids[job.id] = state.id
+        if state.provider is not None:
+            switches = "; ".join(state.switches)[:1000] or None
+            self._facts[job.id] = {"provider": state.provider, "provider_switches": switches}
         if state.done:
             return state
         # Durability: from here on a restart must find the prediction to resume it.
@@ -224,7 +229,17 @@ class JobRunner:
         elapsed = time.monotonic() - began
         return await self.provider.wait(state.id, timeout=max(0.0, timeout - elapsed), running_for=elapsed)
 
-    async def _succeed(self, job: JobRecord, stored: list[tuple[int, dict[str, Any]]]) -> None:
+    def _cost(self, job: JobRecord, state: PredictionState, outputs: int) -> dict[str, Any]:
+        """``{"provider", "cost_microusd"}`` of a succeeded prediction, from the model's configured costs."""
+        spec = self.settings.models.get(job.model)
+        if spec is None:
+            return {}
+        provider = state.provider or spec.routes[0][0]
+        price = spec.costs.get(provider)
+        usd = price.usd(outputs, state.predict_time) if price is not None else None
+        return {"provider": provider, "cost_microusd": None if usd is None else round(usd * 1_000_000)}
+
+    async def _succeed(self, job: JobRecord, stored: list[tuple[int, dict[str, Any]]], facts: dict[str, Any]) -> None:
         now = self.clock.now()
         tags = ",".join(t for t in (job.model, job.params.get("style"), job.kind if job.kind != "image" else None) if t)
         assets = [
@@ -238,7 +253,8 @@ class JobRunner:
             for index, blob in stored
         ]  # fmt: skip
         times = (self._running.get(job.id), now)
-        finished = await self.jobs.finish(job.id, job.account_id, assets, times, self._prediction_ids.pop(job.id, None))
+        prediction_id = self._prediction_ids.pop(job.id, None)
+        finished = await self.jobs.finish(job.id, job.account_id, assets, times, prediction_id, facts)
         if finished is None:
             return
         # The new outputs are searchable by their prompt, once the searches they change have renewed.
@@ -252,6 +268,7 @@ class JobRunner:
             "error_code": err.code,
             "error": err.message,
             "prediction_id": self._prediction_ids.pop(job_id, None),
+            **self._facts.pop(job_id, {}),
         }
         await self.jobs.fail(job_id, outcome, (self._running.get(job_id), self.clock.now()))
         job = await self.jobs.get(job_id)

@@ -62,13 +62,16 @@ class ProviderOutput:
 
 @dataclass(frozen=True)
 class PredictionState:
-    """A provider prediction: ``status`` is starting | processing | succeeded | failed | canceled."""
+    """A provider prediction: ``status`` is starting | processing | succeeded | failed | canceled; ``provider``
+    the one that made it and ``switches`` why the providers before it were passed over (``core.providers.failover``)."""
 
     id: str
     status: str
     outputs: tuple[ProviderOutput, ...] = ()
     error: str | None = None
     predict_time: float | None = None
+    provider: str | None = None
+    switches: tuple[str, ...] = ()
 
     @property
     def done(self) -> bool:

@@ -87,7 +87,8 @@ def _edit_input(request: ProviderInput) -> dict[str, Any]:
 
 
 def build_input(request: ProviderInput) -> dict[str, Any]:
-    """The model's input object (flux-schnell / flux-dev / flux-1.1-pro / SDXL schemas on replicate.com; the
+    """The model's input object (flux-schnell / flux-dev / flux-1.1-pro / SDXL (also SDXL-Lightning and Playground
+    v2.5) / Ideogram schemas on replicate.com; the
     video and edit models in ``_edit_input``)."""
     family = request.model.family
     if family in ("seedance", "real_esrgan", "rembg", "codeformer"):
@@ -98,6 +99,8 @@ def build_input(request: ProviderInput) -> dict[str, Any]:
         data.update(width=width, height=height, num_outputs=request.num_outputs)
     elif family == "flux_pro":
         data.update(aspect_ratio=request.aspect_ratio, output_format=request.output_format)
+    elif family == "ideogram":
+        data.update(aspect_ratio=request.aspect_ratio)
     else:
         data.update(
             aspect_ratio=request.aspect_ratio,

@@ -36,6 +36,9 @@ _JOB_SUCCEEDED = (
         finished_at=bindparam("finished", type_=Job.finished_at.type),
         lease_owner=None,
         prediction_id=func.coalesce(bindparam("prediction", type_=Job.prediction_id.type), Job.prediction_id),
+        provider=func.coalesce(bindparam("by_provider", type_=Job.provider.type), Job.provider),
+        provider_switches=func.coalesce(bindparam("switches", type_=Job.provider_switches.type), Job.provider_switches),
+        cost_microusd=bindparam("cost_usd_micro", type_=Job.cost_microusd.type),
     )
     .returning(*Job.__table__.c)
 )
@@ -122,10 +125,14 @@ def _finish(
     assets: list[dict[str, Any]],
     times: tuple[datetime | None, datetime],
     prediction_id: str | None,
+    facts: dict[str, Any] | None = None,
 ) -> Finished | None:
     credits.lock_account(conn, account_id, verify=False)
     started_at, finished_at = times
-    params = {"job": job_id, "started": started_at, "finished": finished_at, "prediction": prediction_id}
+    facts = facts or {}
+    params = {"job": job_id, "started": started_at, "finished": finished_at, "prediction": prediction_id,
+              "by_provider": facts.get("provider"), "switches": facts.get("provider_switches"),
+              "cost_usd_micro": facts.get("cost_microusd")}  # fmt: skip
     row = conn.execute(_JOB_SUCCEEDED, params).first()
     if row is None:  # no such job, or it had finished
         return None
@@ -140,8 +147,9 @@ def _finish(
 def _fail(conn: Connection, job_id: str, outcome: dict[str, Any], times: tuple[datetime | None, datetime]) -> None:
     started_at, finished_at = times
     credits.release(conn, job_id, outcome["error_code"], finished_at)
-    if outcome.get("prediction_id"):
-        conn.execute(update(Job).where(Job.id == job_id).values(prediction_id=outcome["prediction_id"]))
+    found = {k: outcome[k] for k in ("prediction_id", "provider", "provider_switches") if outcome.get(k)}
+    if found:
+        conn.execute(update(Job).where(Job.id == job_id).values(**found))
     conn.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE))
@@ -225,15 +233,19 @@ class JobRepository:
         assets: list[dict[str, Any]],
         times: tuple[datetime | None, datetime],
         prediction_id: str | None,
+        facts: dict[str, Any] | None = None,
     ) -> Finished | None:
         """Insert the job's asset rows (``assets``: column values each, with ``output_index``), settle what
-        they cost and mark the job ``succeeded``, in one transaction. ``times`` is ``(started, finished)``.
-        None when the job had already finished."""
-        return await self.db.run_write(_finish, job_id, account_id, assets, times, prediction_id, account=account_id)
+        they cost and mark the job ``succeeded``, in one transaction. ``times`` is ``(started, finished)``;
+        ``facts`` may give ``provider``, ``provider_switches`` and ``cost_microusd``. None when the job had
+        already finished."""
+        return await self.db.run_write(
+            _finish, job_id, account_id, assets, times, prediction_id, facts, account=account_id
+        )
 
     async def fail(self, job_id: str, outcome: dict[str, Any], times: tuple[datetime | None, datetime]) -> None:
         """Release the job's hold and mark it ``outcome["status"]`` (failed or canceled) with ``error_code``,
-        ``error`` and ``prediction_id``, if it is still active."""
+        ``error``, ``prediction_id``, ``provider`` and ``provider_switches``, if it is still active."""
         await self.db.run_write(_fail, job_id, outcome, times)
 
     async def renew_leases(self, ids: list[str], owner: str, expires: datetime) -> None:

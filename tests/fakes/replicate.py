@@ -40,6 +40,7 @@ OFFICIAL_MODELS = {
     "black-forest-labs/flux-dev",
     "black-forest-labs/flux-1.1-pro",
     "bytedance/seedance-1-lite",
+    "ideogram-ai/ideogram-v2-turbo",
 }
 SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
 VERSIONS = {
@@ -47,7 +48,10 @@ VERSIONS = {
     "f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa": "nightmareai/real-esrgan",
     "fb8af171cfa1616ddcf1242c093f9c46bcada5ad4cf6f2fbe8b81b330ec5c003": "cjwbw/rembg",
     "7de2ea26c616d5bf2245ad0d5e24f0ff9a6204578a5c876db53142edd9d2cd56": "sczhou/codeformer",
+    "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637": "bytedance/sdxl-lightning-4step",
+    "a45f82a1382bed5c7aeb861dac7c7d191b0fdf74d8d57c4a0e6ed7d4d0bf7d24": "playgroundai/playground-v2.5-1024px-aesthetic",
 }
+TRAINER = ("ostris/flux-dev-lora-trainer", "b6af14222e6bd9be257cbc1ea4afda3cd0503e1133083b9d1de0364d8568e6ef")
 IMAGE_IN = {"nightmareai/real-esrgan", "cjwbw/rembg", "sczhou/codeformer"}
 ASPECTS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"}
 
@@ -116,7 +120,7 @@ class FakePrediction:
             urls.append(f"{fake.output_base}/files/{name}")
         self.status = "succeeded"
         self.succeeded_wall = self.created_wall + self.duration
-        self.output = urls[0] if self.model.endswith("flux-1.1-pro") else urls
+        self.output = urls[0] if self.model.endswith(("flux-1.1-pro", "ideogram-v2-turbo")) else urls
 
     def _edit_output(self, fake: FakeReplicate) -> None:
         """One output file (a URL string, as these models return): the edited image or the video."""
@@ -179,6 +183,10 @@ class FakeReplicate:
     gets: int = 0
     cancels: list[str] = field(default_factory=list)
     downloads: int = 0
+    training_duration: float = 0.5
+    trainings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models_created: list[dict[str, Any]] = field(default_factory=list)
+    trained_versions: dict[str, str] = field(default_factory=dict)  # version id → owner/name
     base_url: str = ""
     http_url: str = ""
 
@@ -197,7 +205,83 @@ class FakeReplicate:
         app.router.add_get("/v1/files/{id}", self._get_upload)
         app.router.add_get("/v1/files/{id}/download", self._download_upload)
         app.router.add_get("/v1/account", self._account)
+        app.router.add_post("/v1/models", self._create_model)
+        app.router.add_post("/v1/models/{owner}/{name}/versions/{version}/trainings", self._create_training)
+        app.router.add_get("/v1/trainings/{id}", self._get_training)
+        app.router.add_post("/v1/trainings/{id}/cancel", self._cancel_training)
         return app
+
+    # -- trainings (replicate.com/docs/reference/http#trainings.create) ------------------------------------
+
+    async def _create_model(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        body = await request.json()
+        if any(m["owner"] == body["owner"] and m["name"] == body["name"] for m in self.models_created):
+            return self._problem(409, "Conflict", "A model with that name and owner already exists")
+        model = {"url": f"https://replicate.com/{body['owner']}/{body['name']}", "owner": body["owner"],
+                 "name": body["name"], "description": body.get("description"), "visibility": body["visibility"],
+                 "github_url": None, "paper_url": None, "license_url": None, "run_count": 0, "cover_image_url": None,
+                 "default_example": None, "latest_version": None}  # fmt: skip
+        self.models_created.append({**model, "hardware": body.get("hardware")})
+        return web.json_response(model, status=201)
+
+    async def _create_training(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        owner, name, version = (request.match_info[k] for k in ("owner", "name", "version"))
+        if (f"{owner}/{name}", version) != TRAINER:
+            return self._problem(404, "Not found", f"{owner}/{name}:{version} is not a trainer")
+        body = await request.json()
+        destination = str(body.get("destination", ""))
+        if not any(f"{m['owner']}/{m['name']}" == destination for m in self.models_created):
+            return self._problem(404, "Not found", f"The destination model {destination} does not exist")
+        data = body.get("input") or {}
+        images = self.input_file(data.get("input_images"))
+        if images is None or not data.get("trigger_word"):
+            return self._problem(422, "Input validation failed", "input_images and trigger_word are required")
+        training_id = uuid.uuid4().hex[:20]
+        self.trainings[training_id] = {
+            "id": training_id, "model": f"{owner}/{name}", "version": version, "input": data,
+            "destination": destination, "status": "starting", "created": time.monotonic(),
+            "images": images, "error": None, "output": None,
+        }  # fmt: skip
+        return web.json_response(self._training_json(training_id), status=201)
+
+    def _training_json(self, training_id: str) -> dict[str, Any]:
+        t = self.trainings[training_id]
+        if t["status"] in ("starting", "processing"):
+            if time.monotonic() - t["created"] >= self.training_duration:
+                version = uuid.uuid4().hex + uuid.uuid4().hex
+                self.trained_versions[version] = t["destination"]
+                t["status"] = "succeeded"
+                t["output"] = {"version": f"{t['destination']}:{version}",
+                               "weights": f"{self.base_url}/files/{training_id}-0.tar"}  # fmt: skip
+            else:
+                t["status"] = "processing"
+        now = datetime.now(UTC).isoformat()
+        return {
+            "id": t["id"], "model": t["model"], "version": t["version"], "input": t["input"], "status": t["status"],
+            "output": t["output"], "error": t["error"], "logs": "", "created_at": now, "started_at": now,
+            "completed_at": now if t["status"] in ("succeeded", "failed", "canceled") else None,
+            "urls": {"get": f"{self.base_url}/v1/trainings/{t['id']}",
+                     "cancel": f"{self.base_url}/v1/trainings/{t['id']}/cancel"},
+        }  # fmt: skip
+
+    async def _get_training(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        if request.match_info["id"] not in self.trainings:
+            return self._problem(404, "Not found", "Training not found")
+        return web.json_response(self._training_json(request.match_info["id"]))
+
+    async def _cancel_training(self, request: web.Request) -> web.Response:
+        training = self.trainings.get(request.match_info["id"])
+        if training is None:
+            return self._problem(404, "Not found", "Training not found")
+        if training["status"] not in ("succeeded", "failed"):
+            training["status"] = "canceled"
+        return web.json_response(self._training_json(training["id"]))
 
     async def _account(self, request: web.Request) -> web.Response:
         """``GET /v1/account``: the token's owner (replicate.com/docs/reference/http#account.get)."""
@@ -265,7 +349,7 @@ class FakeReplicate:
 
     async def _create_version(self, request: web.Request) -> web.Response:
         body = await request.json()
-        model = VERSIONS.get(str(body.get("version")))
+        model = VERSIONS.get(str(body.get("version"))) or self.trained_versions.get(str(body.get("version")))
         if model is None:
             return self._problem(422, "Invalid version", "The specified version does not exist")
         return await self._create(request, model, str(body["version"]), body)

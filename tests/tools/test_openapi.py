@@ -111,7 +111,7 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         "--seed", os.environ.get("SHOWME_FUZZ_SEED", "1"),
         "--workers", "2", "--request-timeout", "30", "--no-color", "--suppress-health-check", "all",
         "--report", "junit", "--report-junit-path", str(report),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,  # its cache stays there
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 600)
     text = out.decode(errors="replace")
