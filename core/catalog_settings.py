@@ -77,6 +77,7 @@ class ModelSpec(Section):
     costs: dict[str, ProviderCost] = Field(
         default_factory=dict, description="what an output costs us at each provider (cost and margin reports)"
     )
+    trigger_word: str | None = Field(default=None, description="custom models: the word the prompt must carry")
 
     @field_validator("ref")
     @classmethod

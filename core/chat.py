@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -102,6 +103,18 @@ class JobQueue:
         if not lock.locked() and not self._waiting.get(user):
             self._locks.pop(user, None)
             self._waiting.pop(user, None)
+
+
+MODEL_OPTION = re.compile(r"(?:^|\s)model:([A-Za-z0-9_-]{2,64})(?=\s|$)")
+
+
+def model_option(text: str) -> tuple[str, str | None]:
+    """``("a sofa in a loft", "acme-sofa")`` from ``"a sofa in a loft model:acme-sofa"``; the text unchanged
+    and None without a ``model:`` option."""
+    match = MODEL_OPTION.search(text)
+    if match is None:
+        return text, None
+    return " ".join((text[: match.start()] + " " + text[match.end() :]).split()), match.group(1).lower()
 
 
 class ChatService:
@@ -228,6 +241,9 @@ class ChatService:
             InvalidRequest: "animate this" when the user has no picture yet.
         """
         preferences = await self.preferences(account_id)
+        text, model = model_option(text)
+        if model is not None:  # "/imagine a sofa in a loft model:acme-sofa": the user's trained model
+            return self.request(text, preferences, idempotency_key=idempotency_key, model=model) if text else None
         found = extract_image_request(text, styles=self.settings.styles)
         if found is not None and found.kind == "animate":
             picture = await self.library.latest_image(account_id)
@@ -329,8 +345,9 @@ class ChatService:
             yield ChatEvent("failed", self.job_failed_text(job), job)
 
     def model_price(self, model: str | None) -> int:
-        """Credits per image of ``model`` (None: the default model)."""
-        return self.settings.models[model or self.settings.generation.default_model].price
+        """Credits per image of ``model`` (default: the default model; a trained model: its price)."""
+        spec = self.settings.models.get(model or self.settings.generation.default_model)
+        return spec.price if spec is not None else self.settings.training.generation_price
 
     # -- sentences (core.chat_text) ---------------------------------------------------------------------------
 

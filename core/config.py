@@ -36,7 +36,7 @@ from core.catalog_settings import (
 )
 from core.errors import ConfigError
 from core.model_defaults import default_models
-from core.provider_settings import FailoverSettings, HuggingFaceSettings, ReportSettings
+from core.provider_settings import FailoverSettings, HuggingFaceSettings, ReportSettings, TrainingSettings
 
 __all__ = [
     "ASPECT_RATIO_PATTERN", "ZERO_DECIMAL_CURRENCIES", "ModelSpec", "PackSpec", "PlanSpec", "Secrets", "Settings",
@@ -228,6 +228,7 @@ class Settings(BaseSettings):
     huggingface: HuggingFaceSettings = Field(default_factory=HuggingFaceSettings)
     failover: FailoverSettings = Field(default_factory=FailoverSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     models: dict[str, ModelSpec] = Field(default_factory=default_models)
     styles: dict[str, str] = Field(default_factory=default_styles)
@@ -291,9 +292,10 @@ class Settings(BaseSettings):
                     f"generation.operations.{operation}: {model!r} is not a model of kind {OPERATIONS[operation]}"
                 )
 
-    def prediction_timeout(self, model: str) -> float:
-        """How long a prediction of ``model`` may run (seconds) before it is canceled and refunded."""
-        spec = self.models[model]
+    def prediction_timeout(self, model: str | ModelSpec) -> float:
+        """How long a prediction of ``model`` (a name, or a spec) may run (seconds) before it is canceled and
+        refunded."""
+        spec = self.models[model] if isinstance(model, str) else model
         if spec.timeout_seconds is not None:
             return spec.timeout_seconds
         return self.generation.video_timeout_seconds if spec.is_video else self.replicate.timeout_seconds

@@ -38,3 +38,22 @@ class ReportSettings(Section):
         default_factory=lambda: {"inr": Decimal("0.012")},
         description="USD per unit of a currency, e.g. {inr: 0.012}; usd is always 1",
     )
+
+
+class TrainingSettings(Section):
+    """Custom models (FLUX LoRA) trained on an account's photos on Replicate (``core.training``)."""
+
+    owner: str | None = Field(default=None, description="the Replicate user or organization that owns trained models")
+    trainer: str = Field(
+        default="ostris/flux-dev-lora-trainer:b6af14222e6bd9be257cbc1ea4afda3cd0503e1133083b9d1de0364d8568e6ef",
+        description="the FLUX LoRA trainer, owner/name:version",
+    )
+    base_models: list[str] = Field(default_factory=lambda: ["flux_dev"], description="models a LoRA is trained on")
+    price: int = Field(default=50, ge=0, description="credits for one training, charged when it succeeds")
+    generation_price: int = Field(default=2, ge=0, description="credits per image of a trained model")
+    steps: int = Field(default=1000, ge=100, le=6000)
+    min_images: int = Field(default=10, ge=1)
+    max_images: int = Field(default=50, ge=1, le=200)
+    hardware: str = Field(default="gpu-t4", description="hardware of the destination model (Replicate replaces it)")
+    timeout_seconds: float = Field(default=7200, gt=0, description="cancel and refund a training still running")
+    cost_per_second: Decimal = Field(default=Decimal("0.001528"), ge=0, description="USD per second of training")

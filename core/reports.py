@@ -5,7 +5,8 @@ providers cost us, and the margin.
   an order (``order:<id>``) is worth the order's price over its credits (a pack), or over its units (a plan's
   image and video quota, bought directly or through a redemption code). Starter, admin and operator-code units
   bring no revenue. Amounts are kept per currency; ``reports.usd_rates`` converts them for the margin.
-* **Cost** is what the job's provider charged us (``ModelSpec.costs``; recorded on the job when it finished).
+* **Cost** is what the job's provider charged us (``ModelSpec.costs``, ``training.cost_per_second``; recorded on
+  the job when it finished). Trainings are their own lines (``training:<base model>``).
 * **Margin** = revenue in USD − cost in USD.
 """
 
@@ -109,7 +110,8 @@ def build(settings: Settings, data: ReportData, since: date, until: date) -> Rep
     lines: dict[tuple[date, str], ReportLine] = {}
     for job in data.jobs:
         day = job.created_at.astimezone(UTC).date()
-        line = lines.setdefault((day, job.model), ReportLine(day, job.model))
+        model = f"training:{job.model}" if job.kind == "training" else job.model
+        line = lines.setdefault((day, model), ReportLine(day, model))
         line.jobs += 1
         if job.status != "succeeded":
             line.failures += 1

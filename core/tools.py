@@ -63,8 +63,10 @@ def generate_image_tool(settings: Settings, handler: Handler) -> Tool:
             Param(
                 "model",
                 "string",
-                "Optional image model; leave empty for the default.",
-                enum=tuple(settings.models),
+                "Optional image model; leave empty for the default. One of "
+                f"{', '.join(n for n, m in settings.models.items() if m.kind == 'image')}, or the name of a model "
+                "the business trained on its own photos.",
+                max_length=64,
             ),
             Param(
                 "num_outputs",

@@ -278,6 +278,22 @@ class ProcessedEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class CustomModel(Base):
+    """A model an account trained (a FLUX LoRA version on Replicate), used by ``name`` by that account only."""
+
+    __tablename__ = "custom_models"
+    __table_args__ = (UniqueConstraint("account_id", "name", name="uq_custom_models_account_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(40))
+    base_model: Mapped[str] = mapped_column(String(64))
+    trigger_word: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(255))
+    job_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class PendingRefund(Base):
     """A ``charge.refunded`` whose PaymentIntent matched no order yet; applied when the order learns it."""
 

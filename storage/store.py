@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from storage.db import Database
 from storage.repositories.accounts import AccountRepository
 from storage.repositories.assets import AssetRepository
+from storage.repositories.custom_models import CustomModelRepository
 from storage.repositories.events import EventRepository
 from storage.repositories.grants import CreditRepository
 from storage.repositories.jobs import JobRepository
@@ -26,6 +27,7 @@ class Store:
     orders: OrderRepository
     events: EventRepository
     reports: ReportRepository
+    custom_models: CustomModelRepository
 
     @classmethod
     def of(cls, db: Database) -> Store:
@@ -39,4 +41,5 @@ class Store:
             orders=OrderRepository(db),
             events=EventRepository(db),
             reports=ReportRepository(db),
+            custom_models=CustomModelRepository(db),
         )

@@ -521,3 +521,43 @@ async def test_doctor_checks_each_key_with_its_vendor(
     assert stripe_check["status"] == "fail" and "does not look like" in stripe_check["detail"]
     assert checks["REPLICATE_API_TOKEN"]["status"] == "fail" and "refused" in checks["REPLICATE_API_TOKEN"]["detail"]
     assert checks["database"]["status"] == "ok"
+
+
+async def test_sigkill_during_a_training_resumes_it_and_charges_once(
+    cli: Cli, database_url: str, replicate_fake: FakeReplicate, tmp_path: Path
+) -> None:
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    await cli.json("credits", "grant", "--account", account, "--amount", "60", "--reference", "t")
+    folder = tmp_path / "sofa-photos"
+    folder.mkdir()
+    from PIL import Image
+
+    for i in range(10):
+        Image.new("RGB", (48, 48), (25 * i, 90, 160)).save(folder / f"sofa-{i}.jpg")
+    replicate_fake.training_duration = 4.0
+    env = {"SHOWME_TRAINING__OWNER": "acme", "SHOWME_GENERATION__LEASE_SECONDS": "1"}
+    proc = await cli.start("models", "train", "--account", account, "--images", str(folder), "--trigger", "SOFA1",
+                           "--name", "sofa", **env)  # fmt: skip
+
+    async def training_started() -> bool:
+        job = await _job_row(database_url)
+        return job is not None and job.prediction_id is not None
+
+    await _wait_for(training_started)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    job = await _job_row(database_url)
+    assert job is not None and (job.kind, job.status, job.charge_state) == ("training", "running", "held")
+    assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 20  # 70 - 50 held
+    await asyncio.sleep(1.2)  # the killed runner's lease lapses
+    result = await cli.json("jobs", "resume", **env)
+    assert result["resumed"] == [job.id] and result["failed"] == []
+    [resumed] = result["jobs"]
+    assert (resumed["status"], resumed["charged"]) == ("succeeded", 50)
+    assert len(replicate_fake.trainings) == 1  # resumed by training id, not trained again
+    assert (await cli.json("credits", "show", "--account", account))["balance"]["credits"] == 20
+    [model] = (await cli.json("models", "list", "--account", account))["models"]
+    assert model["name"] == "sofa" and model["trigger_word"] == "SOFA1"
+    code, out, _ = await cli.run("generate", "the sofa in a white room", "--model", "sofa", "--account", account)
+    assert code == 0, out
+    assert replicate_fake.creates[-1]["version"] == model["ref"].split(":", 1)[1]

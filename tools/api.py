@@ -192,6 +192,62 @@ async def search_library(request: web.Request) -> web.Response:
     return web.json_response({"results": results})
 
 
+async def start_training(request: web.Request) -> web.Response:
+    """``POST /api/v1/models/trainings``: multipart with ``images`` (10-50 photos, or zips of them, as one or
+    more parts), ``name``, ``trigger_word`` and optional ``base_model``. 202 with the training job; its price
+    is held now and charged when the trained model is ready (``GET /api/v1/generations/{job_id}``)."""
+    caller = await authenticate(request, "generate")
+    settings = request.app[SETTINGS]
+    if not request.content_type.startswith("multipart/"):
+        raise InvalidRequest("send multipart/form-data with 'images' parts", field="images")
+    limit = settings.tools.upload_max_bytes
+    files: list[tuple[str, bytes]] = []
+    fields: dict[str, str] = {}
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "images":
+                if len(files) >= settings.training.max_images:
+                    raise InvalidRequest(f"images: at most {settings.training.max_images} files", field="images")
+                files.append((part.filename or f"photo-{len(files)}", await _read_part(part, limit)))
+            elif part.name in ("name", "trigger_word", "base_model"):
+                fields[part.name] = (await part.text())[:200]
+    except (ValueError, HttpProcessingError) as err:
+        raise InvalidRequest(f"the multipart body is malformed: {err}", field="images") from None
+    for required in ("name", "trigger_word"):
+        if not fields.get(required):
+            raise InvalidRequest(f"{required} is required", field=required)
+    job = await request.app[SERVICES].training.start(
+        caller.account_id, name=fields["name"], trigger_word=fields["trigger_word"], files=files,
+        base_model=fields.get("base_model") or "flux_dev", source="api",
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )  # fmt: skip
+    return web.json_response({"job": job_json(job)}, status=202)
+
+
+async def _read_part(part: BodyPartReader, limit: int) -> bytes:
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(65536):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"{part.filename or 'a file'} is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """``GET /api/v1/models``: the catalog's models and the calling account's trained ones."""
+    caller = await authenticate(request)
+    services = request.app[SERVICES]
+    custom = await services.models.custom(caller.account_id)
+    return web.json_response({
+        "catalog": services.billing.pricing()["models"],
+        "custom": [{**plain(m), "credits": services.settings.training.generation_price} for m in custom],
+    })  # fmt: skip
+
+
 async def admin_report(request: web.Request) -> web.Response:
     """``GET /api/v1/admin/report?since=YYYY-MM-DD[&until=…]``: jobs, failures, credits charged, revenue,
     provider cost and margin per model and day, over every account (a key with the ``operator`` scope)."""

@@ -276,6 +276,39 @@ async def _finish_job(args: argparse.Namespace, s: Services, request: Generation
     return 5 if job.error_code and job.error_code.startswith(("provider", "model", "generation", "output")) else 1
 
 
+def _photos(directory: Path) -> list[tuple[str, bytes]]:
+    """Name and bytes of each picture (or zip) in ``directory``; raises ``InvalidRequest`` for a missing one."""
+    if not directory.is_dir():
+        raise InvalidRequest(f"--images: {directory} is not a folder of photos", field="images")
+    suffixes = (".jpg", ".jpeg", ".png", ".webp", ".zip")
+    return [(p.name, p.read_bytes()) for p in sorted(directory.iterdir()) if p.suffix.lower() in suffixes]
+
+
+async def cmd_models_train(args: argparse.Namespace, s: Services) -> int:
+    """Train a custom model on the photos in ``--images`` (pictures, or zips of them) and wait for it."""
+    await s.accounts.get(args.account)
+    files = await asyncio.to_thread(_photos, Path(args.images))
+    job = await s.training.start(
+        args.account, name=args.name or args.trigger.lower(), trigger_word=args.trigger, files=files,
+        base_model=args.base, source="cli", idempotency_key=args.idempotency_key,
+    )  # fmt: skip
+    print(f"training {job.id} started on {len(files)} files; it takes a while (Ctrl-C is safe: "
+          "`showme jobs resume` or the server finishes it)", file=sys.stderr)  # fmt: skip
+    job = await s.generation.wait(job.id)
+    balance = await s.credits.balance(args.account)
+    text = f"model {args.name or args.trigger.lower()}: {job.status}, charged {job.charged} credits"
+    _emit(args, {"job": job, "balance": balance}, text + (f" ({job.error})" if job.error else ""))
+    return 0 if job.status == "succeeded" else 5
+
+
+async def cmd_models_list(args: argparse.Namespace, s: Services) -> int:
+    """The account's trained models."""
+    models = await s.models.custom(args.account)
+    lines = [f"{m.name:<24} trigger {m.trigger_word:<16} base {m.base_model}  {m.ref}" for m in models]
+    _emit(args, {"models": models}, "\n".join(lines) or "no trained models yet: showme models train …")
+    return 0
+
+
 async def cmd_jobs_show(args: argparse.Namespace, s: Services) -> int:
     job = await s.generation.get(args.job_id)
     _emit(args, {"job": job}, _job_text(job))
@@ -597,6 +630,19 @@ def _add_generation_commands(commands: Any, group: Group, common: argparse.Argum
     p.set_defaults(handler=cmd_jobs_show)
     p = jobs.add_parser("resume", parents=[common], help="resume interrupted jobs, or fail and refund them")
     p.set_defaults(handler=cmd_jobs_resume)
+
+    models = group("models", "custom models trained on your photos")
+    p = models.add_parser("train", parents=[common], help="train a FLUX LoRA on a folder of photos, then wait")
+    p.add_argument("--account", type=_positive, required=True)
+    p.add_argument("--images", required=True, help="a folder of 10-50 photos (JPEG, PNG, WebP) or zips of them")
+    p.add_argument("--trigger", required=True, help="the word that calls up the subject, e.g. ACME_SOFA")
+    p.add_argument("--name", help="the model's name (default: the trigger word, lower case)")
+    p.add_argument("--base", default="flux_dev", help="base model (training.base_models)")
+    p.add_argument("--idempotency-key", help="a retried command with the same key returns the first training")
+    p.set_defaults(handler=cmd_models_train)
+    p = models.add_parser("list", parents=[common], help="the account's trained models")
+    p.add_argument("--account", type=_positive, required=True)
+    p.set_defaults(handler=cmd_models_list)
 
 
 def _add_integration_commands(commands: Any, group: Group, common: argparse.ArgumentParser) -> None:

@@ -64,6 +64,11 @@ def check_config(settings: Settings, path: str | None) -> list[Check]:
         checks.append(Check("public URL", "warn", f"{public} is not https: voice platforms, Stripe and Telegram "
                             "webhooks cannot reach it", "set server.public_url (or SHOWME_SERVER__PUBLIC_URL) to "
                             "the https address people and platforms reach this server at"))  # fmt: skip
+    if settings.training.owner:
+        checks.append(_ok("model training", f"trained models are created under {settings.training.owner} on Replicate"))
+    else:
+        checks.append(Check("model training", "off", "training.owner is not set: custom model training is off",
+                            "to turn it on: set training.owner (SHOWME_TRAINING__OWNER) to your Replicate username"))
     return checks
 
 

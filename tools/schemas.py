@@ -100,6 +100,30 @@ class Readiness(BaseModel):
     providers: dict[str, ProviderReadiness]
 
 
+class CustomModelOut(BaseModel):
+    name: str = Field(description="use it as `model` in tools, REST, the CLI and /imagine … model:<name>")
+    base_model: str
+    trigger_word: str
+    ref: str = Field(description="the trained version on Replicate, owner/name:version")
+    created_at: str
+    credits: int = Field(description="credits per image")
+
+
+class ModelsResponse(BaseModel):
+    catalog: list[PricedModel]
+    custom: list[CustomModelOut]
+
+
+class TrainingForm(BaseModel):
+    """``POST /api/v1/models/trainings`` as ``multipart/form-data``."""
+
+    images: list[bytes] = Field(json_schema_extra={"items": {"type": "string", "format": "binary"}},
+                                description="10-50 photos (JPEG, PNG, WebP), or zips of them")  # fmt: skip
+    name: str = Field(description="2-40 lower-case letters, digits, - or _")
+    trigger_word: str = Field(description="2-32 letters, digits or _, e.g. ACME_SOFA")
+    base_model: str | None = Field(default=None, description="default flux_dev")
+
+
 class ReportLineOut(BaseModel):
     day: date | None = Field(description="None on the totals line")
     model: str = Field(description="all on the totals line")

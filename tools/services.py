@@ -14,6 +14,7 @@ from core.chat import ChatService
 from core.clock import Clock, SystemClock
 from core.config import Secrets, Settings, load_secrets
 from core.credits import CreditService
+from core.custom_models import ModelCatalog
 from core.errors import ConfigError
 from core.events import LocalEventHub
 from core.gallery import Gallery
@@ -24,9 +25,11 @@ from core.providers.failover import FailoverProvider
 from core.providers.huggingface import HuggingFaceProvider
 from core.providers.payments import PaymentProvider
 from core.providers.replicate import ReplicateProvider
+from core.providers.replicate_training import ReplicateTrainer
 from core.providers.stripe import StripePayments
 from core.reports import ReportService
 from core.tools import ToolRegistry
+from core.training import TrainingService
 from core.viewers import ViewerTokens, load_or_create_secret
 from storage import migrate
 from storage.blobs import LocalBlobStore
@@ -55,6 +58,8 @@ class Services:
     payments: PaymentProvider
     billing: Billing
     reports: ReportService
+    models: ModelCatalog
+    training: TrainingService
 
 
 def chat_service(services: Services, platform: str, max_queued: int) -> ChatService:
@@ -87,9 +92,16 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 def build_services(
-    settings: Settings, db: Database, clock: Clock, secrets: Secrets, provider: ImageProvider, payments: PaymentProvider
+    settings: Settings,
+    db: Database,
+    clock: Clock,
+    secrets: Secrets,
+    provider: ImageProvider,
+    payments: PaymentProvider,
+    trainer: ReplicateTrainer | None = None,
 ) -> Services:
-    """Every service over ``db``, wired together (nothing is started: see ``open_services``)."""
+    """Every service over ``db``, wired together (nothing is started: see ``open_services``). Without a
+    ``trainer`` (Replicate), custom model trainings fail as not configured."""
     store = Store.of(db)
     blobs = LocalBlobStore(settings.media.root)
     credits = CreditService(store.credits, settings.credits, clock)
@@ -98,9 +110,11 @@ def build_services(
         store.assets, blobs, settings.media_base_url, clock,
         cache_seconds=media.search_cache_seconds, stale_seconds=media.search_stale_seconds,
     )  # fmt: skip
+    catalog = ModelCatalog(settings, store.custom_models)
     runner = JobRunner(
-        jobs=store.jobs, settings=settings, library=library, provider=provider, blobs=blobs, clock=clock
-    )
+        jobs=store.jobs, settings=settings, library=library, provider=provider, blobs=blobs, clock=clock,
+        catalog=catalog, trainer=trainer,
+    )  # fmt: skip
     generation = GenerationService(runner, credits)
     hub = LocalEventHub(settings.viewers.queue_size)
     gallery = Gallery(hub, store.jobs, store.assets, library)
@@ -114,7 +128,8 @@ def build_services(
         uses=uses, tools=ToolRegistry(settings, generation, library, gallery, uses, clock),
         viewer_tokens=ViewerTokens(signing_key, clock, settings.viewers.token_ttl_seconds), payments=payments,
         billing=Billing(store.orders, settings, credits, payments, clock, link_secret=signing_key),
-        reports=ReportService(store.reports, settings, clock),
+        reports=ReportService(store.reports, settings, clock), models=catalog,
+        training=TrainingService(generation, catalog),
     )  # fmt: skip
 
 
@@ -143,21 +158,20 @@ async def open_services(
     owned_provider = provider is None
     try:
         await prepare_database(db, settings)
-        provider = provider or FailoverProvider(
-            {
-                "replicate": ReplicateProvider(
-                    settings.replicate, _secret(secrets.replicate_api_token),
-                    download_workers=settings.generation.concurrent_video_downloads,
-                    download_megabytes_per_second=settings.generation.video_download_megabytes_per_second,
-                ),
-                "hf": HuggingFaceProvider(settings.huggingface, _secret(secrets.hf_token)),
-            },
-            settings.failover,
-        )  # fmt: skip
+        trainer: ReplicateTrainer | None = None
+        if provider is None:
+            replicate = ReplicateProvider(
+                settings.replicate, _secret(secrets.replicate_api_token),
+                download_workers=settings.generation.concurrent_video_downloads,
+                download_megabytes_per_second=settings.generation.video_download_megabytes_per_second,
+            )  # fmt: skip
+            hf = HuggingFaceProvider(settings.huggingface, _secret(secrets.hf_token))
+            provider = FailoverProvider({"replicate": replicate, "hf": hf}, settings.failover)
+            trainer = ReplicateTrainer(replicate)
         payments = payments or StripePayments(
             settings.stripe, _secret(secrets.stripe_secret_key), _secret(secrets.stripe_webhook_secret)
         )
-        services = build_services(settings, db, clock or SystemClock(), secrets, provider, payments)
+        services = build_services(settings, db, clock or SystemClock(), secrets, provider, payments, trainer)
         try:
             yield services
         finally:

@@ -21,6 +21,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from core.catalog_settings import ModelSpec
 from core.credits import CreditService, insufficient, missing_account
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.generation.runner import JobRunner, Listener
@@ -66,20 +67,30 @@ class GenerationService:
         """The lease owner id of this process's runner."""
         return self.runner.runner_id
 
-    def _validated(self, request: GenerationRequest) -> tuple[str, str, str, str]:
-        """``(model name, prompt, styled prompt, aspect ratio)``; raises ``InvalidRequest`` naming the field.
-        An edit's prompt may be empty (its label is made from the input image)."""
+    async def model(self, account_id: int, name: str | None) -> tuple[str, ModelSpec]:
+        """``(name, spec)`` of ``name`` (default: ``generation.default_model``) for the account: a catalog model
+        or one the account trained. Raises ``InvalidRequest`` (field ``model``) for any other name."""
+        model_name = name or self.settings.generation.default_model
+        spec = await self.runner.catalog.resolve(account_id, model_name)
+        if spec is None:
+            choices = ", ".join(sorted(self.settings.models))
+            raise InvalidRequest(
+                f"unknown model {model_name!r}; choose one of {choices}, or a model you trained", field="model"
+            )
+        return model_name, spec
+
+    def _validated(self, request: GenerationRequest, model_name: str, spec: ModelSpec) -> tuple[str, str, str]:
+        """``(prompt, styled prompt, aspect ratio)``; raises ``InvalidRequest`` naming the field. An edit's
+        prompt may be empty (its label is made from the input image); a trained model's prompt carries its
+        trigger word."""
         cfg = self.settings
-        model_name = request.model or cfg.generation.default_model
-        if model_name not in cfg.models:
-            choices = ", ".join(sorted(cfg.models))
-            raise InvalidRequest(f"unknown model {model_name!r}; choose one of {choices}", field="model")
-        spec = cfg.models[model_name]
         if spec.needs_input and not (request.prompt or "").strip():
             prompt = styled = ""
         else:
             prompt = check_prompt(request.prompt, cfg.prompts.blocked_terms, max_length=cfg.prompts.max_length)
             styled = apply_style(prompt, request.style, cfg.styles)
+            if spec.trigger_word and spec.trigger_word.lower() not in styled.lower():
+                styled = f"{spec.trigger_word} {styled}"
         aspect = request.aspect_ratio or ("16:9" if spec.kind == "video" else "1:1")
         if spec.aspect_ratios and aspect not in spec.aspect_ratios:
             raise InvalidRequest(
@@ -94,9 +105,11 @@ class GenerationService:
             raise InvalidRequest("seed must be between 0 and 4294967295", field="seed")
         if request.idempotency_key is not None and len(request.idempotency_key) > 255:
             raise InvalidRequest("idempotency key must be at most 255 characters", field="idempotency_key")
-        return model_name, prompt, styled, aspect
+        return prompt, styled, aspect
 
-    async def _input_image(self, account_id: int, request: GenerationRequest, model_name: str) -> AssetView | None:
+    async def _input_image(
+        self, account_id: int, request: GenerationRequest, model_name: str, spec: ModelSpec
+    ) -> AssetView | None:
         """The library image an edit or animation works on; None for models that take none.
 
         Raises:
@@ -104,7 +117,6 @@ class GenerationService:
                 (field ``input_asset_id``).
             NotFound: no such asset in the account's library.
         """
-        spec = self.settings.models[model_name]
         if not spec.needs_input:
             if request.input_asset_id is not None:
                 raise InvalidRequest(f"{model_name} makes {spec.kind}s from a prompt, not from an image",
@@ -118,11 +130,11 @@ class GenerationService:
             raise InvalidRequest(f"asset {asset.id} is a {asset.kind}, not an image", field="input_asset_id")
         return asset
 
-    async def _row(self, account_id: int, request: GenerationRequest) -> dict[str, Any]:
+    async def _row(self, account_id: int, request: GenerationRequest, model_name: str, spec: ModelSpec
+                   ) -> dict[str, Any]:  # fmt: skip
         """The new job's columns (but ``unit`` and ``cost``, which the hold decides)."""
-        model_name, prompt, styled, aspect = self._validated(request)
-        spec = self.settings.models[model_name]
-        source = await self._input_image(account_id, request, model_name)
+        prompt, styled, aspect = self._validated(request, model_name, spec)
+        source = await self._input_image(account_id, request, model_name, spec)
         params: dict[str, Any] = {"style": request.style, "aspect_ratio": aspect, "seed": request.seed,
                                   "styled_prompt": styled}  # fmt: skip
         if source is not None:
@@ -161,16 +173,28 @@ class GenerationService:
             Conflict: the idempotency key was used for a different request.
             ProviderNotConfigured: the provider has no credentials.
         """
-        values = await self._row(account_id, request)
+        model_name, spec = await self.model(account_id, request.model)
+        values = await self._row(account_id, request, model_name, spec)
         self.provider.check_ready()
-        spec = self.settings.models[values["model"]]
         options = [(c.unit, c.amount) for c in self.credits.charge_options(
             request.num_outputs, spec.price, "video" if spec.is_video else "image"
         )]  # fmt: skip
+        return await self.create_job(values, options, reuse_key=request.idempotency_key is not None)
+
+    async def create_job(self, values: dict[str, Any], options: list[tuple[str, int]], *, reuse_key: bool
+                         ) -> JobView:  # fmt: skip
+        """Insert the job ``values`` holding the first of ``options`` (``(unit, amount)``) the account can pay,
+        in one transaction, then start it. With ``reuse_key``, an earlier job of the same idempotency key is
+        returned instead (nothing charged).
+
+        Raises:
+            InsufficientCredits: no option is covered; nothing written.
+            InvalidRequest: no such account.
+            Conflict: the idempotency key was used for a different request.
+        """
+        account_id = values["account_id"]
         try:
-            created = await self.jobs.create(
-                values, options, reuse_key=request.idempotency_key is not None, now=values["created_at"]
-            )
+            created = await self.jobs.create(values, options, reuse_key=reuse_key, now=values["created_at"])
         except NotEnoughUnits as err:
             raise insufficient(err) from err
         except AccountMissing as err:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from core.catalog_settings import VIDEO_KINDS
 from core.clock import Clock
 from core.config import Settings
+from core.custom_models import ModelCatalog
 from core.errors import (
     GenerationCanceled,
     InvalidRequest,
@@ -27,6 +28,7 @@ from core.errors import (
 )
 from core.generation.outputs import OutputStore
 from core.generation.thumbnails import Thumbnailer
+from core.generation.training_run import run_training
 from core.generation.views import JobView, job_view
 from core.library import Library
 from core.providers import (
@@ -34,6 +36,7 @@ from core.providers import (
     PredictionState,
     ProviderInput,
 )
+from core.providers.replicate_training import ReplicateTrainer
 from storage.blobs import LocalBlobStore
 from storage.records import JobRecord
 from storage.repositories.jobs import JobRepository
@@ -55,6 +58,8 @@ class JobRunner:
         provider: the image provider.
         blobs: where outputs are stored.
         clock: time source.
+        catalog: model names to specs, an account's trained models included (default: the catalog only).
+        trainer: runs trainings (``core.generation.training_run``); None: trainings fail as not configured.
         sleep: the pause between download attempts (seconds).
     """
 
@@ -67,8 +72,12 @@ class JobRunner:
         provider: ImageProvider,
         blobs: LocalBlobStore,
         clock: Clock,
+        catalog: ModelCatalog | None = None,
+        trainer: ReplicateTrainer | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
+        self.catalog = catalog or ModelCatalog(settings, None)
+        self.trainer = trainer
         self.jobs = jobs
         self.settings = settings
         self.library = library
@@ -182,6 +191,9 @@ class JobRunner:
             if job is None:
                 return
         started_at = self._running[job_id] = job.started_at or self.clock.now()
+        if job.kind == "training":
+            await run_training(self, job, started_at)
+            return
         state = await self._predict(job, started_at)
         with self.thumbnails.busy():
             stored = await self.outputs.collect(state, job)
@@ -195,10 +207,10 @@ class JobRunner:
 
     async def _predict(self, job: JobRecord, started_at: datetime) -> PredictionState:
         """The job's finished prediction: resumed by its id, or created (and its id saved while it runs)."""
-        spec = self.settings.models.get(job.model)
+        spec = await self.catalog.resolve(job.account_id, job.model)
         if spec is None:
             raise InvalidRequest(f"model {job.model!r} is no longer configured", field="model")
-        timeout = self.settings.prediction_timeout(job.model)
+        timeout = self.settings.prediction_timeout(spec)
         if job.prediction_id:
             elapsed = (self.clock.now() - started_at).total_seconds()
             return await self.provider.wait(job.prediction_id, timeout=max(0.0, timeout - elapsed), running_for=elapsed)
@@ -274,6 +286,14 @@ class JobRunner:
         job = await self.jobs.get(job_id)
         if job is not None:
             self.notify("generation_failed", self._remember(job_view(job, [])))
+
+    def prediction_started(self, job_id: str, prediction_id: str) -> None:
+        """Note the provider's id of the job's prediction or training (a failure records it on the job)."""
+        self._prediction_ids[job_id] = prediction_id
+
+    def remember(self, view: JobView) -> JobView:
+        """``_remember`` for the job kinds run outside this module (trainings)."""
+        return self._remember(view)
 
     def _remember(self, view: JobView) -> JobView:
         """Keep a finished job a minute for later waiters, and wake the present ones with it."""

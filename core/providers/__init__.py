@@ -72,6 +72,7 @@ class PredictionState:
     predict_time: float | None = None
     provider: str | None = None
     switches: tuple[str, ...] = ()
+    trained_version: str | None = None  # a training's result: the model version, owner/name:version
 
     @property
     def done(self) -> bool:

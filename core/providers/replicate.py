@@ -234,6 +234,15 @@ class ReplicateProvider:
 
         return ProviderOutput(url=url, read=read, save=save)
 
+    @property
+    def client(self) -> Client:
+        """The official client (trainings use it too: ``core.providers.replicate_training``)."""
+        return self._client
+
+    async def call(self, coro_factory: Any) -> Any:
+        """Await ``coro_factory()``; Replicate's errors and network failures become ``ProviderError``s."""
+        return await self._call(coro_factory)
+
     async def _call(self, coro_factory: Any) -> Any:
         try:
             return await coro_factory()

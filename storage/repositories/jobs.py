@@ -19,7 +19,7 @@ from storage.db import Database
 from storage.errors import DuplicateKey
 from storage.models import Asset, AssetUse, Job
 from storage.records import AssetRecord, JobRecord, record
-from storage.repositories import credits, dialect_insert
+from storage.repositories import credits, custom_models, dialect_insert
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "canceled")
@@ -136,9 +136,12 @@ def _finish(
     row = conn.execute(_JOB_SUCCEEDED, params).first()
     if row is None:  # no such job, or it had finished
         return None
-    rows = list(conn.execute(_asset_insert(conn), assets))
+    rows = list(conn.execute(_asset_insert(conn), assets)) if assets else []
     job = record(JobRecord, row)
     used = (job.cost // job.num_outputs if job.num_outputs else job.cost) * len(assets)
+    if facts.get("custom_model"):  # a training: its model is registered and its whole price settled, once
+        custom_models.register(conn, facts["custom_model"])
+        used = job.cost
     if credits.settle(conn, job_id, used, finished_at, account_locked=True):
         job = JobRecord(**{**job.__dict__, "charge_state": "settled", "charged": used})
     return Finished(job, sorted((record(AssetRecord, r) for r in rows), key=lambda a: a.output_index or 0))
@@ -237,8 +240,8 @@ class JobRepository:
     ) -> Finished | None:
         """Insert the job's asset rows (``assets``: column values each, with ``output_index``), settle what
         they cost and mark the job ``succeeded``, in one transaction. ``times`` is ``(started, finished)``;
-        ``facts`` may give ``provider``, ``provider_switches`` and ``cost_microusd``. None when the job had
-        already finished."""
+        ``facts`` may give ``provider``, ``provider_switches``, ``cost_microusd``, and for a training the
+        ``custom_model`` row to register (its whole price is settled). None when the job had already finished."""
         return await self.db.run_write(
             _finish, job_id, account_id, assets, times, prediction_id, facts, account=account_id
         )

@@ -18,6 +18,7 @@ class ReportJob:
 
     id: str
     model: str
+    kind: str
     status: str
     created_at: datetime
     unit: str
@@ -67,7 +68,8 @@ class ReportRepository:
         finished = ("succeeded", "failed", "canceled")
         in_range = (Job.created_at >= since, Job.created_at < until, Job.status.in_(finished))
         jobs_stmt = select(
-            Job.id, Job.model, Job.status, Job.created_at, Job.unit, Job.charged, Job.provider, Job.cost_microusd
+            Job.id, Job.model, Job.kind, Job.status, Job.created_at, Job.unit, Job.charged, Job.provider,
+            Job.cost_microusd,
         ).where(*in_range)
         spends_stmt = (
             select(LedgerEntry.job_id, LedgerEntry.amount, CreditGrant.source_ref)
