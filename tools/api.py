@@ -166,13 +166,7 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, bytes
             continue
         if part.name == "file":
             filename = part.filename or ""
-            chunks, size = [], 0
-            while chunk := await part.read_chunk(65536):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"file is larger than {max_bytes} bytes")
-                chunks.append(chunk)
-            data = b"".join(chunks)
+            data = await _read_part(part, max_bytes)
         elif part.name in ("name", "description", "tags", "category", "folder"):
             fields[part.name] = (await part.text())[:2000]
     return filename, data, fields
@@ -228,6 +222,7 @@ async def start_training(request: web.Request) -> web.Response:
 
 
 async def _read_part(part: BodyPartReader, limit: int) -> bytes:
+    """A multipart part's bytes, at most ``limit``; raises ``PayloadTooLarge``."""
     chunks, size = [], 0
     while chunk := await part.read_chunk(65536):
         size += len(chunk)

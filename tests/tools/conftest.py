@@ -80,9 +80,21 @@ async def server(
         STRIPE_SECRET_KEY=API_KEY,
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
     )
+    yield await start_server(settings, secrets, clock, aiohttp_client, replicate_fake, stripe_fake)
+
+
+async def start_server(
+    settings: Settings,
+    secrets: Secrets,
+    clock: ManualClock,
+    aiohttp_client: Any,
+    replicate_fake: FakeReplicate,
+    stripe_fake: FakeStripe | None = None,
+) -> Server:
+    """The app on a test client, with the account "Acme Granite" and an API key of it."""
     app = create_app(settings, clock=clock, secrets=secrets)
     client = await aiohttp_client(app)
     services = app[SERVICES]
     account = await services.accounts.create("Acme Granite")
     key = await services.accounts.create_api_key(account.id)
-    yield Server(client, services, account.id, key.key, replicate_fake, stripe_fake)
+    return Server(client, services, account.id, key.key, replicate_fake, stripe_fake)  # type: ignore[arg-type]

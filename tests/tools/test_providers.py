@@ -16,9 +16,7 @@ from storage.models import Job
 from tests.fakes.huggingface import TOKEN as HF_TOKEN
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.replicate import FakeReplicate
-from tests.tools.conftest import Server
-from tools.app import create_app
-from tools.http import SERVICES
+from tests.tools.conftest import Server, start_server
 
 UNAVAILABLE = (503, {"title": "Service Unavailable", "detail": "Replicate is down for maintenance"})
 
@@ -40,12 +38,7 @@ async def two(
     settings.failover.failure_threshold = 5
     settings.failover.open_seconds = 1.0
     secrets = Secrets(REPLICATE_API_TOKEN=replicate_fake.token, HF_TOKEN=HF_TOKEN, SHOWME_SECRET_KEY="k")
-    app = create_app(settings, clock=clock, secrets=secrets)
-    client = await aiohttp_client(app)
-    services = app[SERVICES]
-    account = await services.accounts.create("Acme Granite")
-    key = await services.accounts.create_api_key(account.id)
-    yield Server(client, services, account.id, key.key, replicate_fake, None)  # type: ignore[arg-type]
+    yield await start_server(settings, secrets, clock, aiohttp_client, replicate_fake)
 
 
 async def tool(server: Server, prompt: str, conversation_id: str = "call_failover") -> tuple[int, Any]:

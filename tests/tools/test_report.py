@@ -22,10 +22,8 @@ from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.stripe import API_KEY, WEBHOOK_SECRET, FakeStripe
 from tests.test_cli import REPO, _command
-from tests.tools.conftest import Server
+from tests.tools.conftest import Server, start_server
 from tests.tools.test_billing import send_event, start_checkout
-from tools.app import create_app
-from tools.http import SERVICES
 
 M = Decimal("0.000001")
 
@@ -48,12 +46,7 @@ async def shop(
         REPLICATE_API_TOKEN=replicate_fake.token, HF_TOKEN=HF_TOKEN, SHOWME_SECRET_KEY="k",
         STRIPE_SECRET_KEY=API_KEY, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
     )  # fmt: skip
-    app = create_app(settings, clock=clock, secrets=secrets)
-    client = await aiohttp_client(app)
-    services = app[SERVICES]
-    account = await services.accounts.create("Acme Granite")
-    key = await services.accounts.create_api_key(account.id)
-    yield Server(client, services, account.id, key.key, replicate_fake, stripe_fake)
+    yield await start_server(settings, secrets, clock, aiohttp_client, replicate_fake, stripe_fake)
 
 
 async def generate(server: Server, auth: dict[str, str], **body: Any) -> dict[str, Any]:
