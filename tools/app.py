@@ -21,7 +21,7 @@ from core.errors import ShowmeError
 from core.providers import ImageProvider
 from tools.http import SERVICES, SETTINGS, TELEGRAM_BOT, error_response
 from tools.metrics import METRICS, Metrics
-from tools.routes import OPERATIONS
+from tools.routes import OPENAPI_BODY, OPERATIONS
 from tools.services import chat_service, open_services
 from tools.viewers import VIEWER_SOCKETS, SocketSet
 
@@ -166,6 +166,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[VIEWER_SOCKETS] = SocketSet()
     app[TELEGRAM_BOT] = []
+    app[OPENAPI_BODY] = []
     app.cleanup_ctx.extend([services_ctx, uses_ctx, maintenance_ctx, telegram_ctx, discord_ctx])
     app.on_shutdown.append(close_viewers)
     add_routes(app)
