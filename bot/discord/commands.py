@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 
 from bot.discord import views
-from core.chat import ChatService
+from core.chat import ChatService, model_option
 from core.errors import InsufficientCredits, ShowmeError
 from core.generation import GenerationRequest, JobView
 
@@ -101,15 +101,17 @@ class Commands:
         aspect_ratio: app_commands.Choice[str] | None,
         model: app_commands.Choice[str] | None,
     ) -> None:
-        """/imagine: defer with "thinking" at once (Discord wants an answer within 3 s), then generate."""
+        """/imagine: defer with "thinking" at once (Discord wants an answer within 3 s), then generate. A trained
+        model is named in the prompt (``… model:acme-sofa``): the model choices list the catalog only."""
         await interaction.response.defer(thinking=True)
         account_id = await self._account_id(interaction.user)
+        prompt, trained = model_option(prompt)
         request = self.chat.request(
             prompt,
             await self.chat.preferences(account_id),
             style=style.value if style else None,
             aspect_ratio=aspect_ratio.value if aspect_ratio else None,
-            model=model.value if model else None,
+            model=model.value if model else trained,
             idempotency_key=f"discord:{interaction.id}",  # a retried interaction is charged once
         )
         await self.generate(interaction, account_id, request)

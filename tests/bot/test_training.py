@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import FormData
 from PIL import Image
 
-from tests.bot.conftest import TelegramServer
+from tests.bot.conftest import DiscordServer, TelegramServer
 
 TRIGGER = "ACMESOFA"
 
@@ -117,3 +117,22 @@ async def test_another_account_cannot_use_a_trained_model(tg: TelegramServer) ->
     assert (await (await tg.client.get("/api/v1/models", headers=other_auth)).json())["custom"] == []
     assert len(fake.creates) == creates
     assert (await services.credits.balance(other.id)).credits == 10
+
+
+async def test_a_trained_model_in_discord_imagine(dc: DiscordServer) -> None:
+    services, fake = dc.services, dc.replicate
+    services.settings.training.owner = "acme"
+    fake.training_duration = 0.1
+    user_id = dc.discord.user()["id"]
+    account, _ = await services.accounts.for_identity("discord", user_id, name="buyer")
+    await services.credits.grant(account_id=account.id, amount=100, source_ref="test:discord", category="admin")
+    auth = {"Authorization": f"Bearer {(await services.accounts.create_api_key(account.id)).key}"}
+    response = await dc.client.post("/api/v1/models/trainings", data=training_form(photos(10)), headers=auth)
+    job_id = (await response.json())["job"]["id"]
+    assert (await services.generation.wait(job_id, timeout=20)).status == "succeeded"
+    version = next(iter(fake.trainings.values()))["output"]["version"].split(":", 1)[1]
+    interaction = dc.discord.command("imagine", prompt="the sofa on a terrace model:acme-sofa")
+    await dc.discord.dispatch("INTERACTION_CREATE", interaction)
+    await dc.discord.wait_for("PATCH", f"/{interaction['token']}/messages/@original")
+    assert fake.creates[-1]["version"] == version
+    assert fake.creates[-1]["input"]["prompt"].startswith(f"{TRIGGER} the sofa on a terrace")
