@@ -14,6 +14,7 @@ from cachetools import TTLCache
 from core.clock import Clock
 from core.credits import CreditService
 from core.errors import InvalidRequest, NotFound
+from core.events import Broadcast, LocalBroadcast
 from storage.records import AccountRecord
 from storage.repositories.accounts import AccountRepository
 
@@ -64,12 +65,21 @@ class AccountService:
         repository: the accounts' storage.
         credits: grants the starter credits of each new account, in the account's transaction.
         clock: time source.
-        key_cache_seconds: how long an ``authenticate`` answer (also "no such key") is kept; a revoked key
-            stops working within that time. 0 asks the database every time.
+        key_cache_seconds: how long an ``authenticate`` answer (also "no such key") is kept. A key revoked
+            here stops working at once in this process and, through ``broadcast`` (Redis), in the others;
+            without a shared broadcast, other processes keep accepting it up to that long. 0 asks the
+            database every time.
+        broadcast: tells other processes which key was revoked.
     """
 
     def __init__(
-        self, repository: AccountRepository, credits: CreditService, clock: Clock, *, key_cache_seconds: float = 0
+        self,
+        repository: AccountRepository,
+        credits: CreditService,
+        clock: Clock,
+        *,
+        key_cache_seconds: float = 0,
+        broadcast: Broadcast | None = None,
     ) -> None:
         self.repository = repository
         self.credits = credits
@@ -79,6 +89,8 @@ class AccountService:
             TTLCache(KEY_CACHE_SIZE, ttl=key_cache_seconds) if key_cache_seconds > 0 else None
         )
         self._lookups: dict[str, asyncio.Future[KeyOwner]] = {}
+        self.broadcast = broadcast or LocalBroadcast()
+        self.broadcast.on("api_key_revoked", lambda payload: self._forget(str(payload.get("key_hash"))))
 
     async def create(self, name: str, *, kind: str = "business") -> AccountView:
         """Create an account and grant its starter credits in the same transaction.
@@ -136,6 +148,23 @@ class AccountService:
         if key_id is None:
             raise NotFound(f"account {account_id} does not exist")
         return NewApiKey(id=key_id, account_id=account_id, key=key, prefix=key[:10], scopes=scopes)
+
+    async def revoke_api_key(self, account_id: int, key_id: int) -> None:
+        """Revoke the account's key ``key_id``: refused from now on, here and in every process told by the
+        broadcast.
+
+        Raises:
+            NotFound: the account has no such key, or it is revoked already.
+        """
+        digest = await self.repository.revoke_api_key(account_id, key_id, self.clock.now())
+        if digest is None:
+            raise NotFound(f"account {account_id} has no unrevoked API key {key_id}")
+        self._forget(digest)
+        self.broadcast.send("api_key_revoked", {"key_hash": digest})
+
+    def _forget(self, digest: str) -> None:
+        if self._keys is not None:
+            self._keys.pop(digest, None)
 
     async def authenticate(self, key: str) -> tuple[int, tuple[str, ...]] | None:
         """``(account_id, scopes)`` for a valid, unrevoked key; None otherwise. Concurrent calls with a key not

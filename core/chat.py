@@ -26,7 +26,7 @@ from core.errors import (
 from core.generation import GenerationRequest, GenerationService, JobView
 from core.library import Library
 from core.prompts import extract_image_request
-from storage.blobs import LocalBlobStore
+from storage.blobs import BlobStore
 from storage.repositories.events import EventRepository
 
 __all__ = ["ChatEvent", "ChatPreferences", "ChatService", "JobQueue", "UserBusy"]
@@ -132,7 +132,7 @@ class ChatService:
         billing: Billing,
         credits: CreditService,
         library: Library,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         events: EventRepository,
         max_queued: int = 3,
     ) -> None:

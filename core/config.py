@@ -34,6 +34,13 @@ from core.catalog_settings import (
     default_plans,
     default_styles,
 )
+from core.deployment_settings import (
+    EventSettings,
+    MediaSettings,
+    RateLimitSettings,
+    RedisSettings,
+    ReplicateWebhookSettings,
+)
 from core.errors import ConfigError
 from core.model_defaults import default_models
 from core.provider_settings import FailoverSettings, HuggingFaceSettings, ReportSettings, TrainingSettings
@@ -51,28 +58,6 @@ class DatabaseSettings(Section):
     writer_process: bool = Field(
         default=True,
         description="Batch job and credit writes in a writer process (group commit) instead of this process",
-    )
-
-
-class MediaSettings(Section):
-    backend: Literal["local"] = "local"
-    root: Path = Path("data/media")
-    public_base_url: str | None = Field(
-        default=None, description="Base URL of /media; defaults to server.public_url + '/media'"
-    )
-    thumbnail_pixels: int = Field(default=512, ge=64, le=2048)
-    allow_private_input_urls: bool = Field(
-        default=False,
-        description="let REST input_url reach loopback and private addresses (only where images live on the "
-        "deployment's own network; off, such URLs are refused)",
-    )
-    search_cache_seconds: float = Field(
-        default=30, ge=0, description="search results are reused this long unless this process changes the library"
-    )
-    search_stale_seconds: float = Field(
-        default=30,
-        ge=0,
-        description="an expired search result is still answered this long after, while a background search renews it",
     )
 
 
@@ -114,6 +99,7 @@ class ReplicateSettings(Section):
     request_timeout_seconds: float = Field(default=30, gt=0)
     max_creates_per_minute: int = Field(default=600, ge=1, description="Replicate's limit on prediction creates")
     max_connections: int = Field(default=256, ge=8, description="HTTP connections to Replicate (sync waits hold one)")
+    webhooks: ReplicateWebhookSettings = Field(default_factory=ReplicateWebhookSettings)
 
 
 class GenerationSettings(Section):
@@ -242,6 +228,9 @@ class Settings(BaseSettings):
     stripe: StripeSettings = Field(default_factory=StripeSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -301,6 +290,14 @@ class Settings(BaseSettings):
         return self.generation.video_timeout_seconds if spec.is_video else self.replicate.timeout_seconds
 
     @property
+    def replicate_webhook_url(self) -> str | None:
+        """Where Replicate sends completed predictions (``replicate.webhooks``), or None when webhooks are off."""
+        enabled = self.replicate.webhooks.enabled
+        if enabled == "off" or (enabled == "auto" and not self.server.public_url.startswith("https://")):
+            return None
+        return f"{self.server.public_url}/webhooks/replicate"
+
+    @property
     def media_base_url(self) -> str:
         """Where ``/media`` is reached: ``media.public_base_url``, else ``server.public_url`` + ``/media``."""
         return (self.media.public_base_url or f"{self.server.public_url}/media").rstrip("/")
@@ -312,6 +309,9 @@ class Secrets(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     replicate_api_token: SecretStr | None = Field(default=None, alias="REPLICATE_API_TOKEN")
+    replicate_webhook_secret: SecretStr | None = Field(
+        default=None, alias="REPLICATE_WEBHOOK_SECRET", description="whsec_…; default: asked of Replicate's API once"
+    )
     hf_token: SecretStr | None = Field(default=None, alias="HF_TOKEN", description="Hugging Face access token")
     secret_key: SecretStr | None = Field(
         default=None, alias="SHOWME_SECRET_KEY", description="signs viewer links; same on every replica"

@@ -103,6 +103,17 @@ class InsufficientCredits(ShowmeError):
         self.unit = unit
 
 
+class RateLimited(ShowmeError):
+    """Too many requests from one account or address; ``retry_after_seconds`` says when to try again."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class PromptRefused(ShowmeError):
     """The prompt contains a blocked term; nothing was charged."""
 

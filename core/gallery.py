@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from core.events import LocalEventHub, channel
+from core.events import EventHub, channel
 from core.generation import JobView
 from core.library import AssetView, Library
 from storage.repositories.assets import AssetRepository
@@ -70,7 +70,7 @@ def library_event(asset: AssetView, conversation_id: str, query: str, at: dateti
 class Gallery:
     """Publishes job and library events to a conversation's viewers and rebuilds its history."""
 
-    def __init__(self, hub: LocalEventHub, jobs: JobRepository, assets: AssetRepository, library: Library) -> None:
+    def __init__(self, hub: EventHub, jobs: JobRepository, assets: AssetRepository, library: Library) -> None:
         self.hub = hub
         self.jobs = jobs
         self.assets = assets
@@ -84,12 +84,16 @@ class Gallery:
         for event in job_event(event_type, job):
             self.hub.publish(key, event)
 
-    def show_asset(self, account_id: int, conversation_id: str, asset: AssetView, query: str, at: datetime) -> int:
-        """Push a library image to the conversation's viewers; returns how many received it."""
+    def show_asset(
+        self, account_id: int, conversation_id: str, asset: AssetView, query: str, at: datetime
+    ) -> int | None:
+        """Push a library image to the conversation's viewers; returns how many received it, or None when the
+        hub is shared by several replicas (whose viewers this process does not count)."""
         key = channel(account_id, conversation_id)
-        if not self.hub.viewers(key):
+        if not self.hub.shared and not self.hub.viewers(key):
             return 0
-        return self.hub.publish(key, library_event(asset, conversation_id, query, at))
+        delivered = self.hub.publish(key, library_event(asset, conversation_id, query, at))
+        return None if self.hub.shared else delivered
 
     async def last_image_id(self, account_id: int, conversation_id: str) -> int | None:
         """The asset id of the newest picture (not video) generated or shown in the conversation, or None."""

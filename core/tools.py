@@ -300,7 +300,7 @@ class ToolRegistry:
                 message=f"Nothing in the library matches '{args.query}'.",
             )
         asset = hits[0].asset
-        shown = 0
+        shown: int | None = 0
         if call.conversation_id:
             shown = self.gallery.show_asset(call.account_id, call.conversation_id, asset, args.query, self.clock.now())
         self.uses.add(call.account_id, asset.id, "agent", actor=call.dialect, conversation_id=call.conversation_id)

@@ -1,7 +1,7 @@
 """Media blob stores. Keys are content-addressed: ``<sha256[:2]>/<sha256><ext>`` (``thumbs/…`` for thumbnails).
 
 ``LocalBlobStore`` (the default) writes under one directory with atomic renames, off the event loop.
-An S3-compatible store is a second class with the same methods.
+``storage.s3.S3BlobStore`` keeps the same keys in an S3-compatible bucket (several replicas).
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+#: Content types of the extensions blobs are stored with.
+MEDIA_TYPES = {
+    ".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif", ".mp4": "video/mp4",
+    ".webm": "video/webm", ".zip": "application/zip",
+}  # fmt: skip
 
 _KEY = re.compile(r"^(thumbs/)?[0-9a-f]{2}/[0-9a-f]{64}\.[a-z0-9]{1,5}$")
 
@@ -56,7 +62,17 @@ class BlobStore(Protocol):
         ...
 
     def local_path(self, key: str) -> Path | None:
-        """Where the blob lives on this machine; raises ``InvalidBlobKey`` for a key not of ours."""
+        """Where the blob lives on this machine, None when it lives elsewhere (a bucket); raises
+        ``InvalidBlobKey`` for a key not of ours."""
+        ...
+
+    async def local_file(self, key: str) -> Path:
+        """A file on this machine holding the blob (fetched once into a local cache when it lives elsewhere);
+        raises ``FileNotFoundError`` or ``InvalidBlobKey``."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise when the store cannot be reached (readiness)."""
         ...
 
     def temp_path(self, ext: str) -> Path:
@@ -137,3 +153,20 @@ class LocalBlobStore:
     async def exists(self, key: str) -> bool:
         """True when the blob is stored."""
         return await asyncio.to_thread(self.local_path(key).exists)
+
+    async def local_file(self, key: str) -> Path:
+        """The blob's file; raises ``FileNotFoundError`` when absent."""
+        path = self.local_path(key)
+        if not await asyncio.to_thread(path.is_file):
+            raise FileNotFoundError(key)
+        return path
+
+    async def ping(self) -> None:
+        """Raise ``OSError`` when the media directory cannot be created or is not writable."""
+
+        def check() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK):
+                raise PermissionError(f"{self.root} is not writable")
+
+        await asyncio.to_thread(check)

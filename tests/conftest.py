@@ -175,3 +175,70 @@ async def huggingface_fake() -> AsyncIterator[Any]:
     fake = FakeHuggingFace()
     async with serve(fake.app()) as fake.base_url:
         yield fake
+
+
+REDIS_URL = os.environ.get("SHOWME_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """Redis at ``SHOWME_TEST_REDIS_URL`` (default 127.0.0.1:6379); the test is skipped when it does not answer.
+    Tests keep apart by a key prefix of their own (``redis_prefix``)."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        await client.ping()
+    except (RedisError, OSError):
+        pytest.skip(f"Redis tests need a Redis server at {REDIS_URL} (set SHOWME_TEST_REDIS_URL)")
+    finally:
+        await client.aclose()
+    yield REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"showme-test-{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's standalone S3 server (``python -m moto.server``, a real S3 HTTP endpoint) on loopback for the
+    session; each test makes its own bucket (``s3_bucket``). Credentials: any, from the environment."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.fakes.serve import free_port
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "moto's S3 server did not start"
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A new, empty bucket on the moto server."""
+    import boto3
+
+    name = f"showme-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name

@@ -20,6 +20,7 @@ from core.config import Secrets, Settings
 from core.errors import ShowmeError
 from core.providers import ImageProvider
 from tools.http import SERVICES, SETTINGS, TELEGRAM_BOT, error_response
+from tools.limits import rate_limit_middleware
 from tools.metrics import METRICS, Metrics
 from tools.routes import OPENAPI_BODY, OPERATIONS
 from tools.services import chat_service, open_services
@@ -49,7 +50,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ShowmeError as err:
-        return error_response(err.status, err.code, err.message, err.field)
+        return error_response(err.status, err.code, err.message, err.field,
+                              retry_after=getattr(err, "retry_after_seconds", None))  # fmt: skip
     except web.HTTPException as err:
         if err.status < 400:
             raise
@@ -160,7 +162,9 @@ def create_app(
 ) -> web.Application:
     """Build the aiohttp application for ``settings``. ``clock``, ``provider`` and ``secrets`` replace the
     defaults (system clock, Replicate with ``REPLICATE_API_TOKEN``) in tests."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.tools.upload_max_bytes + 65536)
+    app = web.Application(
+        middlewares=[error_middleware, rate_limit_middleware], client_max_size=settings.tools.upload_max_bytes + 65536
+    )
     app[SETTINGS] = settings
     app[OVERRIDES] = {"clock": clock, "provider": provider, "secrets": secrets}
     app[METRICS] = Metrics()

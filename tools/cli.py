@@ -131,6 +131,13 @@ async def cmd_keys_create(args: argparse.Namespace, s: Services) -> int:
     return 0
 
 
+async def cmd_keys_revoke(args: argparse.Namespace, s: Services) -> int:
+    await s.accounts.revoke_api_key(args.account, args.key_id)
+    _emit(args, {"id": args.key_id, "account_id": args.account, "revoked": True},
+          f"API key {args.key_id} of account {args.account} revoked")  # fmt: skip
+    return 0
+
+
 async def cmd_credits_grant(args: argparse.Namespace, s: Services) -> int:
     import uuid
 
@@ -565,6 +572,10 @@ def _add_setup_commands(commands: Any, group: Group, common: argparse.ArgumentPa
     p.add_argument("--scopes", help="comma-separated scopes (default: all)")
     p.add_argument("--name", help="a label for the key")
     p.set_defaults(handler=cmd_keys_create)
+    p = keys.add_parser("revoke", parents=[common], help="revoke an API key (every replica refuses it at once)")
+    p.add_argument("key_id", type=_positive, help="the key's id (printed when it was created)")
+    p.add_argument("--account", type=_positive, required=True, help="account id")
+    p.set_defaults(handler=cmd_keys_revoke)
 
 
 def _add_money_commands(group: Group, common: argparse.ArgumentParser) -> None:

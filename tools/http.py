@@ -77,7 +77,8 @@ def api_key_from(request: web.Request) -> str | None:
 
 
 async def authenticate(request: web.Request, scope: str | None = None) -> Caller:
-    """The calling account; raises ``Unauthorized`` (401) or ``Forbidden`` (403)."""
+    """The calling account, its request counted against the account's rate limit (tool calls, or other API
+    requests); raises ``Unauthorized`` (401), ``Forbidden`` (403) or ``RateLimited`` (429)."""
     key = api_key_from(request)
     if not key:
         raise Unauthorized("missing API key: send Authorization: Bearer <key> (or X-Api-Key)")
@@ -87,11 +88,20 @@ async def authenticate(request: web.Request, scope: str | None = None) -> Caller
     account_id, scopes = found
     if scope is not None and scope not in scopes:
         raise Forbidden(f"this API key lacks the {scope!r} scope")
+    limits = request.app[SERVICES].rate_limits
+    if limits.enabled:
+        tool_call = request.path.startswith(("/tools", "/mcp"))
+        await limits.check("tool_calls_per_account" if tool_call else "api_per_account", f"account:{account_id}")
     return Caller(account_id, scopes)
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, *, retry_after: int | None = None
+) -> web.Response:
     """The one error shape of the HTTP API: ``{"error": {"code", "message"}}``, plus ``field`` when one request
-    field is at fault."""
-    error = {"code": code, "message": message, **({"field": field} if field else {})}
-    return web.json_response({"error": error}, status=status)
+    field is at fault; ``retry_after`` (seconds) adds ``Retry-After`` and ``retry_after_seconds``."""
+    error: dict[str, Any] = {"code": code, "message": message, **({"field": field} if field else {})}
+    if retry_after is None:
+        return web.json_response({"error": error}, status=status)
+    error["retry_after_seconds"] = retry_after
+    return web.json_response({"error": error}, status=status, headers={"Retry-After": str(retry_after)})

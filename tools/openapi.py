@@ -36,7 +36,12 @@ ERROR_TEXT = {
     409: "The request conflicts with the current state (for example, a code redeemed already).",
     413: "The body is larger than the server accepts.",
     422: "The prompt or input was refused; nothing was charged.",
+    429: "Over a rate limit (of the account or the client address); nothing was done or charged. `Retry-After` "
+    "says when to try again.",
 }
+
+#: Routes no rate limit applies to (``tools.limits.EXEMPT``).
+UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ def _error_statuses(op: Operation) -> list[int]:
         statuses.update((401, 403))
     if "{" in op.path:
         statuses.add(404)
+    if op.path not in UNLIMITED:
+        statuses.add(429)
     return sorted(statuses)
 
 
@@ -153,6 +160,8 @@ def operation_object(op: Operation, schemas: Schemas) -> dict[str, Any]:
     for status in _error_statuses(op):
         responses.setdefault(str(status), {"description": ERROR_TEXT.get(status, "Error."),
                                            "content": {JSON: {"schema": error}}})  # fmt: skip
+        if status == 429:
+            responses["429"]["headers"] = {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}}
     doc = (op.handler.__doc__ or "").strip()
     result: dict[str, Any] = {
         "operationId": f"{op.method.lower()}_{re.sub(r'[^a-zA-Z0-9]+', '_', op.openapi_path).strip('_')}",

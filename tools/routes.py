@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 from pydantic import create_model
@@ -17,40 +18,46 @@ from core.credits import Balance
 from core.errors import ShowmeError
 from core.providers.failover import FailoverProvider
 from core.tool_model import Tool
-from storage.blobs import InvalidBlobKey
+from storage.blobs import MEDIA_TYPES, InvalidBlobKey
 from tools import api, billing, dialects, schemas, viewers, webhooks
 from tools.http import SERVICES, SETTINGS, error_response
 from tools.metrics import metrics_handler
 from tools.openapi import HTML, Answer, Operation, document
 from tools.version import showme_version
 
+if TYPE_CHECKING:
+    from storage.s3 import S3BlobStore  # boto3 is imported only where media.backend is s3
+
 SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
 SWAGGER_FILES = {"swagger-ui-bundle.js": "application/javascript", "swagger-ui.css": "text/css"}
-MEDIA_TYPES = {
-    ".webp": "image/webp", ".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif", ".mp4": "video/mp4",
-    ".webm": "video/webm",
-}  # fmt: skip
-
-
 async def healthz(request: web.Request) -> web.Response:
-    """200 ``{"status": "ok"}`` when the database answers, 503 otherwise."""
-    try:
-        await request.app[SERVICES].db.ping()
-    except Exception as err:
-        return error_response(503, "database_unavailable", f"database unreachable: {type(err).__name__}")
+    """Liveness: 200 ``{"status": "ok"}`` while this process answers requests (it asks nothing of the database,
+    Redis or the bucket: an orchestrator restarts a replica whose ``/healthz`` fails, and a restart does not
+    bring a database back; ``/readyz`` is for them)."""
     return web.json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
-    """``GET /readyz``: whether this replica can serve generations: the database answers and at least one
-    configured provider is not skipped by its circuit breaker. 200 ``ready`` (or ``degraded`` while a provider
-    is skipped), 503 ``not_ready`` otherwise; each part's state in the body."""
-    services = request.app[SERVICES]
-    body: dict[str, Any] = {"database": "ok", "providers": {}}
+async def _check(probe: Awaitable[Any]) -> str:
+    """``ok``, or why ``probe`` failed (within 3 s)."""
     try:
-        await services.db.ping()
+        async with asyncio.timeout(3):
+            await probe
     except Exception as err:
-        body["database"] = f"unreachable: {type(err).__name__}"
+        return f"unreachable: {type(err).__name__}"
+    return "ok"
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: whether this replica can serve generations: the database, the media store and (with
+    ``events.backend: redis``) Redis answer, and at least one configured provider is not skipped by its circuit
+    breaker. 200 ``ready`` (or ``degraded`` while a provider is skipped), 503 ``not_ready`` otherwise; each
+    part's state in the body."""
+    services = request.app[SERVICES]
+    body: dict[str, Any] = {"providers": {}}
+    body["database"], body["media"], body["redis"] = await asyncio.gather(
+        _check(services.db.ping()), _check(services.blobs.ping()),
+        _check(services.bus.ping()) if services.bus is not None else asyncio.sleep(0, "not used"),
+    )  # fmt: skip
     provider = services.provider
     members = provider.providers if isinstance(provider, FailoverProvider) else {provider.name: provider}
     states = provider.breaker_states() if isinstance(provider, FailoverProvider) else {}
@@ -63,28 +70,42 @@ async def readyz(request: web.Request) -> web.Response:
         body["providers"][name] = {"configured": configured, "circuit": states.get(name, "closed")}
     usable = [p for p in body["providers"].values() if p["configured"] and p["circuit"] != "open"]
     skipped = any(p["configured"] and p["circuit"] == "open" for p in body["providers"].values())
-    ok = body["database"] == "ok" and bool(usable)
+    ok = body["database"] == "ok" and body["media"] == "ok" and body["redis"] in ("ok", "not used") and bool(usable)
     body["status"] = ("degraded" if skipped else "ready") if ok else "not_ready"
     return web.json_response(body, status=200 if ok else 503)
 
 
+_MEDIA_HEADERS = {"Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
+
+
 async def media(request: web.Request) -> web.StreamResponse:
-    """A stored media file by its content-addressed key (immutable, cached for a year)."""
+    """A stored media file by its content-addressed key (immutable, cached for a year). In a bucket
+    (``media.backend: s3``): a redirect to a presigned URL, or the bytes streamed through (``media.s3.serve``)."""
     services = request.app[SERVICES]
+    key = request.match_info["key"]
     try:
-        path = services.blobs.local_path(request.match_info["key"])
+        path = services.blobs.local_path(key)
     except InvalidBlobKey:
         return error_response(404, "not_found", "no such media")
-    if not await asyncio.to_thread(path.is_file):
+    content_type = MEDIA_TYPES.get(Path(key).suffix, "application/octet-stream")
+    if path is not None:
+        if not await asyncio.to_thread(path.is_file):
+            return error_response(404, "not_found", "no such media")
+        return web.FileResponse(path, headers={"Content-Type": content_type, **_MEDIA_HEADERS})
+    bucket = cast("S3BlobStore", services.blobs)
+    if request.app[SETTINGS].media.s3.serve == "redirect":
+        # The presigned URL changes with each signing: browsers cache this /media URL's answer instead.
+        raise web.HTTPFound(bucket.presigned_url(key), headers={"Cache-Control": "public, max-age=300"})
+    size = await bucket.size(key)
+    if size is None:
         return error_response(404, "not_found", "no such media")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    response = web.StreamResponse(headers={"Content-Type": content_type, **_MEDIA_HEADERS})
+    response.content_length = size
+    await response.prepare(request)
+    async for chunk in bucket.stream(key):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 def tool_operations(tools: list[Tool]) -> list[Operation]:
@@ -153,16 +174,17 @@ def _json(description: str, body: Any, status: int = 200) -> dict[int, Answer]:
 
 
 OPERATIONS: list[Operation] = [
-    Operation("GET", "/healthz", healthz, "Liveness and database check", "Operations",
-              {**_json("The database answers.", schemas.Health), 503: Answer("The database does not answer.",
-                                                                              schemas.ErrorBody)}, auth="none"),
-    Operation("GET", "/readyz", readyz, "Readiness: database and image providers", "Operations",
+    Operation("GET", "/healthz", healthz, "Liveness", "Operations",
+              _json("This process answers.", schemas.Health), auth="none"),
+    Operation("GET", "/readyz", readyz, "Readiness: database, media store, Redis and image providers", "Operations",
               {200: Answer("Ready, or degraded while a provider is skipped.", schemas.Readiness),
-               503: Answer("Not ready: the database or every provider is down.", schemas.Readiness)}, auth="none"),
+               503: Answer("Not ready: the database, media store or Redis does not answer, or every provider is down.",
+                           schemas.Readiness)}, auth="none"),
     Operation("GET", "/metrics", metrics_handler, "Prometheus metrics", "Operations",
               {200: Answer("Prometheus text exposition format.", media_type="text/plain")}, auth="none"),
     Operation("GET", "/media/{key:.+}", media, "A stored image or video", "Media",
-              {200: Answer("The file (immutable).", media_type="image/*", other_media_types=("video/*",))},
+              {200: Answer("The file (immutable).", media_type="image/*", other_media_types=("video/*",)),
+               302: Answer("In a bucket (media.backend s3, media.s3.serve redirect): its presigned URL.")},
               auth="none"),
     Operation("GET", "/api/v1/openapi.json", openapi_json, "This OpenAPI document", "Operations",
               _json("OpenAPI 3.1.", {"type": "object"}), auth="none"),
@@ -253,6 +275,11 @@ OPERATIONS: list[Operation] = [
     Operation("POST", "/webhooks/stripe", billing.stripe_webhook, "Stripe webhook", "Webhooks",
               _json("Handled, duplicate or ignored.", schemas.StripeWebhookOutcome), auth="signature",
               body=schemas.StripeEvent, errors=(503,), headers={"Stripe-Signature": "t=…,v1=…"}),
+    Operation("POST", "/webhooks/replicate", webhooks.replicate_webhook, "Replicate webhook (prediction completed)",
+              "Webhooks", _json("Handled, scheduled, duplicate or ignored.", schemas.ReplicateWebhookOutcome),
+              auth="signature", body=schemas.ReplicatePredictionEvent, query=schemas.ReplicateWebhookQuery,
+              errors=(503,), headers={"webhook-id": "msg_…", "webhook-timestamp": "unix seconds",
+                                      "webhook-signature": "v1,<base64 HMAC-SHA256>"}),
     Operation("POST", "/webhooks/telegram", webhooks.telegram_webhook, "Telegram webhook", "Webhooks",
               _json("Queued.", schemas.Received), auth="signature", body=schemas.TelegramUpdate, errors=(403, 404),
               headers={"X-Telegram-Bot-Api-Secret-Token": "the secret given to setWebhook"}),

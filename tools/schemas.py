@@ -77,6 +77,7 @@ class ErrorDetail(BaseModel):
     code: str = Field(description="machine-readable, e.g. invalid_request, insufficient_credits")
     message: str = Field(description="one sentence a person can act on")
     field: str | None = Field(default=None, description="the request field at fault, when one is")
+    retry_after_seconds: int | None = Field(default=None, description="rate limited: when to try again (seconds)")
 
 
 class ErrorBody(BaseModel):
@@ -97,6 +98,8 @@ class ProviderReadiness(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "degraded", "not_ready"]
     database: str = Field(description="ok, or why it is unreachable")
+    media: str = Field(description="the media store (directory or bucket): ok, or why it is unreachable")
+    redis: str = Field(description="ok, not used (events.backend local), or why it is unreachable")
     providers: dict[str, ProviderReadiness]
 
 
@@ -224,6 +227,19 @@ class StripeWebhookOutcome(BaseModel):
     order_id: str | None
 
 
+class ReplicateWebhookQuery(Query):
+    """``POST /webhooks/replicate``: the job whose prediction it reports (set by showme when creating it)."""
+
+    job: str | None = Field(default=None, max_length=64)
+
+
+class ReplicateWebhookOutcome(BaseModel):
+    status: str = Field(description="delivered, scheduled, ignored or duplicate")
+    job_id: str | None = None
+    prediction_id: str | None = None
+    reason: str | None = None
+
+
 class Received(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -299,6 +315,12 @@ class JsonRpcError(BaseModel):
 
 class StripeEvent(Open):
     """A Stripe event, verified by ``Stripe-Signature`` over the raw body (docs.stripe.com/webhooks)."""
+
+
+class ReplicatePredictionEvent(Open):
+    """A Replicate prediction (replicate.com/docs/reference/http), verified by ``webhook-signature``."""
+
+    id: str
 
 
 class TelegramUpdate(Open):

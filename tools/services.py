@@ -16,7 +16,7 @@ from core.config import Secrets, Settings, load_secrets
 from core.credits import CreditService
 from core.custom_models import ModelCatalog
 from core.errors import ConfigError
-from core.events import LocalEventHub
+from core.events import Broadcast, EventHub, LocalBroadcast, LocalEventHub
 from core.gallery import Gallery
 from core.generation import GenerationService, JobRunner
 from core.library import Library, UseRecorder
@@ -24,15 +24,17 @@ from core.providers import ImageProvider
 from core.providers.failover import FailoverProvider
 from core.providers.huggingface import HuggingFaceProvider
 from core.providers.payments import PaymentProvider
+from core.providers.redis import RedisBus
 from core.providers.replicate import ReplicateProvider
 from core.providers.replicate_training import ReplicateTrainer
 from core.providers.stripe import StripePayments
+from core.rate_limits import CreateWindow, RateLimits, storage_for
 from core.reports import ReportService
 from core.tools import ToolRegistry
 from core.training import TrainingService
 from core.viewers import ViewerTokens, load_or_create_secret
 from storage import migrate
-from storage.blobs import LocalBlobStore
+from storage.blobs import BlobStore, LocalBlobStore
 from storage.db import Database, create_engine
 from storage.store import Store
 
@@ -43,14 +45,14 @@ class Services:
     db: Database
     store: Store
     clock: Clock
-    blobs: LocalBlobStore
+    blobs: BlobStore
     credits: CreditService
     accounts: AccountService
     library: Library
     provider: ImageProvider
     generation: GenerationService
     secrets: Secrets
-    hub: LocalEventHub
+    hub: EventHub
     gallery: Gallery
     uses: UseRecorder
     tools: ToolRegistry
@@ -60,6 +62,11 @@ class Services:
     reports: ReportService
     models: ModelCatalog
     training: TrainingService
+    broadcast: Broadcast
+    rate_limits: RateLimits
+    bus: RedisBus | None = None
+    #: The Replicate provider behind ``provider`` (verifies Replicate's webhooks); None when one was given.
+    replicate: ReplicateProvider | None = None
 
 
 def chat_service(services: Services, platform: str, max_queued: int) -> ChatService:
@@ -87,6 +94,26 @@ async def prepare_database(db: Database, settings: Settings) -> None:
         )
 
 
+def build_blobs(settings: Settings) -> BlobStore:
+    """The media store ``media.backend`` names: files under ``media.root``, or the ``media.s3`` bucket."""
+    if settings.media.backend == "s3":
+        from storage.s3 import S3BlobStore
+
+        return S3BlobStore(settings.media.s3)
+    return LocalBlobStore(settings.media.root)
+
+
+def build_bus(settings: Settings) -> RedisBus | None:
+    """The Redis bus when ``events.backend`` is redis (started by ``open_services``), else None."""
+    if settings.events.backend != "redis":
+        return None
+    return RedisBus(settings.redis.url, settings.redis.key_prefix, settings.viewers.queue_size)
+
+
+def _redis_url(settings: Settings) -> str | None:
+    return settings.redis.url if settings.events.backend == "redis" else None
+
+
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
@@ -99,16 +126,19 @@ def build_services(
     provider: ImageProvider,
     payments: PaymentProvider,
     trainer: ReplicateTrainer | None = None,
+    bus: RedisBus | None = None,
 ) -> Services:
     """Every service over ``db``, wired together (nothing is started: see ``open_services``). Without a
-    ``trainer`` (Replicate), custom model trainings fail as not configured."""
+    ``trainer`` (Replicate), custom model trainings fail as not configured; with a ``bus`` (Redis), viewer
+    events and cache invalidations reach the other replicas."""
     store = Store.of(db)
-    blobs = LocalBlobStore(settings.media.root)
+    blobs = build_blobs(settings)
+    broadcast: Broadcast = bus or LocalBroadcast()
     credits = CreditService(store.credits, settings.credits, clock)
     media = settings.media
     library = Library(
         store.assets, blobs, settings.media_base_url, clock,
-        cache_seconds=media.search_cache_seconds, stale_seconds=media.search_stale_seconds,
+        cache_seconds=media.search_cache_seconds, stale_seconds=media.search_stale_seconds, broadcast=broadcast,
     )  # fmt: skip
     catalog = ModelCatalog(settings, store.custom_models)
     runner = JobRunner(
@@ -116,20 +146,22 @@ def build_services(
         catalog=catalog, trainer=trainer,
     )  # fmt: skip
     generation = GenerationService(runner, credits)
-    hub = LocalEventHub(settings.viewers.queue_size)
+    hub: EventHub = bus or LocalEventHub(settings.viewers.queue_size)
     gallery = Gallery(hub, store.jobs, store.assets, library)
     generation.subscribe(gallery.on_job)
     uses = UseRecorder(store.assets, clock)
     signing_key = load_or_create_secret(_secret(secrets.secret_key), settings.server.secret_key_file)
     return Services(
         settings=settings, db=db, store=store, clock=clock, blobs=blobs, credits=credits,
-        accounts=AccountService(store.accounts, credits, clock, key_cache_seconds=settings.tools.key_cache_seconds),
+        accounts=AccountService(store.accounts, credits, clock, key_cache_seconds=settings.tools.key_cache_seconds,
+                                broadcast=broadcast),
         library=library, provider=provider, generation=generation, secrets=secrets, hub=hub, gallery=gallery,
         uses=uses, tools=ToolRegistry(settings, generation, library, gallery, uses, clock),
         viewer_tokens=ViewerTokens(signing_key, clock, settings.viewers.token_ttl_seconds), payments=payments,
         billing=Billing(store.orders, settings, credits, payments, clock, link_secret=signing_key),
         reports=ReportService(store.reports, settings, clock), models=catalog,
-        training=TrainingService(generation, catalog),
+        training=TrainingService(generation, catalog), broadcast=broadcast, bus=bus,
+        rate_limits=RateLimits(settings.rate_limits, storage_for(_redis_url(settings), settings.redis.key_prefix)),
     )  # fmt: skip
 
 
@@ -156,14 +188,22 @@ async def open_services(
         writer_process=settings.database.writer_process,
     )
     owned_provider = provider is None
+    bus = build_bus(settings)
     try:
         await prepare_database(db, settings)
+        if bus is not None:
+            await bus.start()
         trainer: ReplicateTrainer | None = None
+        replicate: ReplicateProvider | None = None
         if provider is None:
+            redis_url = _redis_url(settings)
             replicate = ReplicateProvider(
                 settings.replicate, _secret(secrets.replicate_api_token),
                 download_workers=settings.generation.concurrent_video_downloads,
                 download_megabytes_per_second=settings.generation.video_download_megabytes_per_second,
+                create_window=None if redis_url is None else CreateWindow(
+                    storage_for(redis_url, settings.redis.key_prefix), settings.replicate.max_creates_per_minute
+                ),
             )  # fmt: skip
             hf = HuggingFaceProvider(settings.huggingface, _secret(secrets.hf_token))
             provider = FailoverProvider({"replicate": replicate, "hf": hf}, settings.failover)
@@ -171,7 +211,8 @@ async def open_services(
         payments = payments or StripePayments(
             settings.stripe, _secret(secrets.stripe_secret_key), _secret(secrets.stripe_webhook_secret)
         )
-        services = build_services(settings, db, clock or SystemClock(), secrets, provider, payments, trainer)
+        services = build_services(settings, db, clock or SystemClock(), secrets, provider, payments, trainer, bus)
+        services.replicate = replicate
         try:
             yield services
         finally:
@@ -181,4 +222,6 @@ async def open_services(
                 await provider.close()
             await payments.close()
     finally:
+        if bus is not None:
+            await bus.close()
         await db.dispose()

@@ -8,7 +8,14 @@ import logging
 
 from aiohttp import web
 
-from core.errors import InsufficientCredits, InvalidRequest, NotFound, ShowmeError, Unauthorized
+from core.errors import (
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+    ProviderNotConfigured,
+    ShowmeError,
+    Unauthorized,
+)
 from core.transcripts import follow_up
 from tools.http import SERVICES, SETTINGS, TELEGRAM_BOT, parse_json, read_body
 
@@ -84,3 +91,39 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     bot.verify(request.headers.get(TELEGRAM_SECRET_HEADER, ""))
     await bot.enqueue(parse_json(await read_body(request, TELEGRAM_BODY_LIMIT)))
     return web.json_response({"ok": True})
+
+
+async def replicate_webhook(request: web.Request) -> web.Response:
+    """``POST /webhooks/replicate?job=<job id>``: a prediction completed (Replicate's ``completed`` webhook event).
+
+    Verified by Replicate's signature (``REPLICATE_WEBHOOK_SECRET``, else the account's default secret) within
+    ``replicate.webhooks.tolerance_seconds``; each ``webhook-id`` is acted on once (a replay changes nothing).
+    Then the job is finished by whichever replica can (``core.generation.webhooks``). Answers 200 with what
+    was done, 400 for a forged or stale call.
+    """
+    services = request.app[SERVICES]
+    settings = request.app[SETTINGS]
+    if services.replicate is None:
+        raise ProviderNotConfigured("this server does not create predictions on Replicate")
+    body = await read_body(request, settings.tools.max_body_bytes)
+    secret = services.secrets.replicate_webhook_secret
+    state = await services.replicate.webhook_state(
+        request.headers, body, secret=secret.get_secret_value() if secret else None,
+        tolerance_seconds=settings.replicate.webhooks.tolerance_seconds,
+    )  # fmt: skip
+    job_id = request.query.get("job")
+    if not job_id:
+        return web.json_response({"status": "ignored", "reason": "no job in the webhook URL"})
+    webhook_id = f"replicate:{request.headers['webhook-id']}"[:255]
+    events = services.store.events
+    if not await events.first_delivery(webhook_id, "replicate", "prediction.completed", services.clock.now()):
+        return web.json_response({"status": "duplicate"})
+    try:
+        outcome = await services.generation.webhooks.completed(job_id, state)
+    except ShowmeError:
+        raise
+    except Exception:
+        await events.forget(webhook_id)  # Replicate retries; the next delivery is handled again
+        raise
+    log.info("Replicate webhook for job %s (prediction %s, %s): %s", job_id, state.id, state.status, outcome)
+    return web.json_response({"status": outcome, "job_id": job_id, "prediction_id": state.id})

@@ -145,7 +145,7 @@ class Commands:
             return
         files = [
             discord.File(
-                self.chat.blobs.local_path(h.asset.blob_key),
+                await self.chat.blobs.local_file(h.asset.blob_key),
                 filename=f"{h.asset.id}.{h.asset.blob_key.rsplit('.', 1)[-1]}",
             )
             for h in hits
@@ -180,7 +180,9 @@ class Commands:
                 await self.fail(interaction, event.text, account_id)
             elif event.kind == "succeeded" and event.job is not None:
                 balance = await self.chat.credits.balance(account_id)
-                embed, file = views.render(event.job, balance.credits, self.chat.blobs)
+                embed, file = views.render(
+                    event.job, balance.credits, await self.chat.blobs.local_file(event.job.assets[0].blob_key)
+                )
                 kind = event.job.assets[0].kind
                 await interaction.edit_original_response(
                     content=None, embed=embed, attachments=[file], view=views.result_view(event.job.id, kind)
@@ -229,7 +231,7 @@ class Commands:
             await interaction.response.send_message("This picture has no file.", ephemeral=True)
             return
         asset = job.assets[0]
-        path = self.chat.blobs.local_path(asset.blob_key)
+        path = await self.chat.blobs.local_file(asset.blob_key)
         await interaction.response.send_message(
             f"Original, {asset.width}×{asset.height}",
             file=discord.File(path, filename=f"showme-{job.id[:8]}-original{path.suffix}"),

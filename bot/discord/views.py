@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -18,7 +19,6 @@ from discord import ui
 from core.billing import Billing
 from core.chat import ChatService
 from core.generation import JobView
-from storage.blobs import LocalBlobStore
 
 JOB_ID = r"(?P<job>[0-9a-f]{32})"
 EMBED_COLOR = 0x5865F2
@@ -119,11 +119,10 @@ def buy_view(chat: ChatService, billing: Billing, account_id: int, products: lis
     return view
 
 
-def render(job: JobView, credits_left: int, blobs: LocalBlobStore) -> tuple[discord.Embed, discord.File]:
-    """The finished picture as an embed with its file attached; a video is attached beside the embed, where
-    Discord plays it (an embed cannot show a video)."""
+def render(job: JobView, credits_left: int, path: Path) -> tuple[discord.Embed, discord.File]:
+    """The finished picture as an embed with its file (``path``, the first output's) attached; a video is
+    attached beside the embed, where Discord plays it (an embed cannot show a video)."""
     asset = job.assets[0]
-    path = blobs.local_path(asset.blob_key)
     filename = f"showme-{job.id[:8]}{path.suffix}"
     embed = discord.Embed(description=job.prompt[:4000], color=EMBED_COLOR)
     if asset.kind == "video":

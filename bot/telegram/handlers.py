@@ -161,7 +161,7 @@ class Handlers:
         """The job's output as Telegram shows it best: a video (``sendVideo`` with its size, length and
         poster), a picture with transparency as a document (a photo would lose its alpha), else a photo."""
         asset = job.assets[0]
-        path = self.chat.blobs.local_path(asset.blob_key)
+        path = await self.chat.blobs.local_file(asset.blob_key)
         common: dict[str, Any] = {
             "caption": render.caption_for(job), "reply_markup": render.result_keyboard(job.id, asset.kind),
             "reply_to_message_id": reply_to,
@@ -170,7 +170,7 @@ class Handlers:
             await self.app.bot.send_message(chat_id, f"{render.caption_for(job)}\n{asset.url}",
                                             reply_to_message_id=reply_to)  # fmt: skip
         elif asset.kind == "video":
-            poster = self.chat.blobs.local_path(asset.thumb_key) if asset.thumb_key else None
+            poster = await self.chat.blobs.local_file(asset.thumb_key) if asset.thumb_key else None
             await self.app.bot.send_video(
                 chat_id, video=await asyncio.to_thread(path.read_bytes), filename=f"showme-{job.id[:8]}{path.suffix}",
                 width=asset.width,
@@ -306,7 +306,7 @@ class Handlers:
         if not hits:
             await message.reply_text(f"Nothing in your pictures matches “{query}”.")
             return
-        paths = [self.chat.blobs.local_path(hit.asset.blob_key) for hit in hits]
+        paths = [await self.chat.blobs.local_file(hit.asset.blob_key) for hit in hits]
         files = [await asyncio.to_thread(render.photo_bytes, path) for path in paths]
         captions = [(hit.asset.prompt or hit.asset.name)[: render.CAPTION_LIMIT] for hit in hits]
         if len(files) == 1:
@@ -402,7 +402,7 @@ class Handlers:
             return
         await query.answer()
         asset = job.assets[0]
-        path = self.chat.blobs.local_path(asset.blob_key)
+        path = await self.chat.blobs.local_file(asset.blob_key)
         data = await asyncio.to_thread(path.read_bytes)
         await context.bot.send_document(
             self._where(update)[0], document=data, filename=f"showme-{job.id[:8]}{path.suffix}",

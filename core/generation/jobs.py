@@ -26,6 +26,7 @@ from core.credits import CreditService, insufficient, missing_account
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.generation.runner import JobRunner, Listener
 from core.generation.views import GenerationRequest, JobView, job_view
+from core.generation.webhooks import PredictionWebhooks
 from core.library import AssetView
 from core.prompts import apply_style, check_prompt
 from storage.errors import AccountMissing, DuplicateKey, NotEnoughUnits
@@ -55,6 +56,7 @@ class GenerationService:
 
     def __init__(self, runner: JobRunner, credits: CreditService) -> None:
         self.runner = runner
+        self.webhooks = PredictionWebhooks(runner)
         self.credits = credits
         self.jobs = runner.jobs
         self.settings = runner.settings
@@ -281,4 +283,5 @@ class GenerationService:
 
     async def close(self) -> None:
         """Cancel running jobs (their leases lapse; another process resumes them) and wait for the tasks."""
+        await self.webhooks.close()
         await self.runner.close()

@@ -27,7 +27,7 @@ from core.errors import (
 from core.media import NotAnImage, probe_image
 from core.providers import InputImage, OutputReadError, PredictionState, ProviderOutput, SavedFile
 from core.video import NotAVideo, probe_video
-from storage.blobs import LocalBlobStore
+from storage.blobs import BlobStore
 from storage.records import JobRecord
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class OutputStore:
         sleep: the pause between download attempts (seconds).
     """
 
-    def __init__(self, settings: Settings, blobs: LocalBlobStore, sleep: Callable[[float], Awaitable[Any]]) -> None:
+    def __init__(self, settings: Settings, blobs: BlobStore, sleep: Callable[[float], Awaitable[Any]]) -> None:
         self.settings = settings
         self.blobs = blobs
         self._sleep = sleep

@@ -37,7 +37,7 @@ from core.providers import (
     ProviderInput,
 )
 from core.providers.replicate_training import ReplicateTrainer
-from storage.blobs import LocalBlobStore
+from storage.blobs import BlobStore
 from storage.records import JobRecord
 from storage.repositories.jobs import JobRepository
 
@@ -70,7 +70,7 @@ class JobRunner:
         settings: Settings,
         library: Library,
         provider: ImageProvider,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         clock: Clock,
         catalog: ModelCatalog | None = None,
         trainer: ReplicateTrainer | None = None,
@@ -100,6 +100,7 @@ class JobRunner:
         self._finished: dict[str, tuple[float, JobView]] = {}  # (monotonic expiry, job), oldest first
         self._waiters: dict[str, list[asyncio.Future[JobView | None]]] = {}
         self._lease_keeper: asyncio.Task[None] | None = None
+        self._delivered: dict[str, asyncio.Future[PredictionState]] = {}  # job id → state a webhook brought
 
     def notify(self, event: str, job: JobView) -> None:
         """Call every listener with ``(event, job)``; a listener that raises is logged and skipped."""
@@ -183,6 +184,7 @@ class JobRunner:
             finally:
                 self._running.pop(job_id, None)
                 self._fresh.pop(job_id, None)
+                self._delivered.pop(job_id, None)
 
     async def _execute(self, job_id: str) -> None:
         job = self._fresh.pop(job_id, None)
@@ -213,8 +215,9 @@ class JobRunner:
         timeout = self.settings.prediction_timeout(spec)
         if job.prediction_id:
             elapsed = (self.clock.now() - started_at).total_seconds()
-            return await self.provider.wait(job.prediction_id, timeout=max(0.0, timeout - elapsed), running_for=elapsed)
+            return await self._wait(job.id, job.prediction_id, max(0.0, timeout - elapsed), elapsed)
         began = time.monotonic()
+        webhook = self.settings.replicate_webhook_url
         state = await self.provider.create(
             ProviderInput(
                 model_name=job.model,
@@ -228,6 +231,7 @@ class JobRunner:
                 # A video runs for minutes: its id is saved at once rather than after a minute's sync wait,
                 # so a restart in between resumes it instead of paying for a second one.
                 sync_wait=not spec.is_video,
+                webhook=f"{webhook}?job={job.id}" if webhook else None,
             )
         )
         self._prediction_ids[job.id] = state.id
@@ -239,7 +243,35 @@ class JobRunner:
         # Durability: from here on a restart must find the prediction to resume it.
         await self.jobs.set_running(job.id, state.id, started_at)
         elapsed = time.monotonic() - began
-        return await self.provider.wait(state.id, timeout=max(0.0, timeout - elapsed), running_for=elapsed)
+        return await self._wait(job.id, state.id, max(0.0, timeout - elapsed), elapsed)
+
+    async def _wait(self, job_id: str, prediction_id: str, timeout: float, running_for: float) -> PredictionState:
+        """The prediction once terminal: polled, or, with webhooks on, the state a webhook delivers
+        (``deliver``), whichever comes first; polling is then the slower fallback."""
+        delivered = self._delivered.setdefault(job_id, asyncio.get_running_loop().create_future())
+        if delivered.done():
+            return delivered.result()
+        if self.settings.replicate_webhook_url is None:
+            return await self.provider.wait(prediction_id, timeout=timeout, running_for=running_for)
+        poll = asyncio.ensure_future(
+            self.provider.wait(prediction_id, timeout=timeout, running_for=running_for,
+                               interval=self.settings.replicate.webhooks.poll_interval_seconds)
+        )  # fmt: skip
+        try:
+            await asyncio.wait((poll, delivered), return_when=asyncio.FIRST_COMPLETED)
+            return delivered.result() if delivered.done() else poll.result()
+        finally:
+            poll.cancel()
+
+    def deliver(self, job_id: str, state: PredictionState) -> bool:
+        """Hand a terminal prediction state (from a webhook) to the job's run when this process runs it;
+        False when it does not."""
+        if job_id not in self._tasks:
+            return False
+        delivered = self._delivered.setdefault(job_id, asyncio.get_running_loop().create_future())
+        if not delivered.done():
+            delivered.set_result(state)
+        return True
 
     def _cost(self, job: JobRecord, state: PredictionState, outputs: int) -> dict[str, Any]:
         """``{"provider", "cost_microusd"}`` of a succeeded prediction, from the model's configured costs."""

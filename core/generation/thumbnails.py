@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 from core.media import lowest_cpu_priority, make_thumbnails
-from storage.blobs import LocalBlobStore
+from storage.blobs import BlobStore
 from storage.repositories.jobs import JobRepository
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class Thumbnailer:
     max_defer_seconds = 2.0
     batch_size = 32
 
-    def __init__(self, jobs: JobRepository, blobs: LocalBlobStore, pixels: int, worker: str) -> None:
+    def __init__(self, jobs: JobRepository, blobs: BlobStore, pixels: int, worker: str) -> None:
         self.jobs = jobs
         self.blobs = blobs
         self.pixels = pixels

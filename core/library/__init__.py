@@ -12,15 +12,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from core.clock import Clock
 from core.errors import InvalidRequest, NotFound
+from core.events import Broadcast, LocalBroadcast
 from core.library.search import SearchCache, SearchKey, query_terms, text_words
 from core.library.uses import USE_KINDS, UseRecorder
 from core.media import NotAnImage, inspect_image
-from storage.blobs import LocalBlobStore
+from storage.blobs import BlobStore
 from storage.records import AssetRecord
 from storage.repositories.assets import AssetRepository
 
@@ -84,20 +84,22 @@ class Library:
 
     Search results are cached (``core.library.search.SearchCache``) for ``cache_seconds``, answered stale for
     ``stale_seconds`` more while renewed, and forgotten at once when this process changes the account's
-    library: changes made by other processes show within ``cache_seconds + stale_seconds``. ``monotonic`` is
-    the cache's time source (seconds).
+    library, and in other processes as soon as ``broadcast`` carries the change to them (Redis); without a
+    shared broadcast, changes made by other processes show within ``cache_seconds + stale_seconds``.
+    ``monotonic`` is the cache's time source (seconds).
     """
 
     def __init__(
         self,
         repository: AssetRepository,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         media_base_url: str,
         clock: Clock,
         *,
         cache_seconds: float = 0,
         stale_seconds: float = 0,
         monotonic: Callable[[], float] = time.monotonic,
+        broadcast: Broadcast | None = None,
     ) -> None:
         self.repository = repository
         self.blobs = blobs
@@ -105,6 +107,8 @@ class Library:
         self.clock = clock
         self.cache_seconds = cache_seconds
         self._cache: SearchCache[list[SearchHit]] = SearchCache(cache_seconds, stale_seconds, monotonic=monotonic)
+        self.broadcast = broadcast or LocalBroadcast()
+        self.broadcast.on("library", self._changed_elsewhere)
 
     def invalidate(self, account_id: int, assets: Iterable[AssetRecord] | None = None, *, renew: bool = False) -> None:
         """Forget cached searches of ``account_id`` that ``assets`` (new or changed) can change: those with a
@@ -113,6 +117,14 @@ class Library:
         words = None if assets is None else text_words(*(f"{a.name} {a.description} {a.tags} {a.prompt or ''}"
                                                         for a in assets))  # fmt: skip
         self._cache.invalidate(account_id, words, renew=renew)
+        self.broadcast.send("library", {"account": account_id, "words": None if words is None else sorted(words),
+                                        "renew": renew})  # fmt: skip
+
+    def _changed_elsewhere(self, payload: dict[str, Any]) -> None:
+        """Another process changed an account's library: forget what its change can change here too."""
+        words = payload.get("words")
+        self._cache.invalidate(int(payload["account"]), None if words is None else frozenset(words),
+                               renew=bool(payload.get("renew")))  # fmt: skip
 
     def url_for(self, key: str) -> str:
         """The public URL of a stored blob."""
@@ -213,7 +225,3 @@ class Library:
     async def _search(self, account_id: int, terms: list[str], limit: int) -> list[SearchHit]:
         found = await self.repository.search(account_id, terms, limit)
         return [SearchHit(self.view(asset), score) for asset, score in found]
-
-    def file_path(self, key: str) -> Path:
-        """Where a blob lives in the local media store."""
-        return self.blobs.local_path(key)

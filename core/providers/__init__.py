@@ -35,6 +35,7 @@ class ProviderInput:
     seed: int | None = None
     image: InputImage | None = None
     sync_wait: bool = True
+    webhook: str | None = None  # where the provider reports the finished prediction (Replicate only)
 
 
 class OutputReadError(Exception):
@@ -91,9 +92,12 @@ class ImageProvider(Protocol):
         """Start a prediction; may return a finished one (sync wait). Raises ``ProviderError`` subclasses."""
         ...
 
-    async def wait(self, prediction_id: str, *, timeout: float, running_for: float = 0.0) -> PredictionState:
-        """Poll until the prediction is terminal (less often once it has run long: ``running_for`` is the
-        seconds it ran before this call); cancel it and raise ``GenerationTimeout`` after ``timeout`` s."""
+    async def wait(
+        self, prediction_id: str, *, timeout: float, running_for: float = 0.0, interval: float | None = None
+    ) -> PredictionState:
+        """Poll until the prediction is terminal, ``interval`` seconds apart (default: the provider's own; less
+        often once it has run long: ``running_for`` is the seconds it ran before this call); cancel it and
+        raise ``GenerationTimeout`` after ``timeout`` s."""
         ...
 
     async def cancel(self, prediction_id: str) -> None:

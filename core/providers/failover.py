@@ -167,10 +167,12 @@ class FailoverProvider:
             raise unconfigured[0]
         raise ProviderUnavailable(f"the image service is unavailable ({'; '.join(tried) or 'no provider'})")
 
-    async def wait(self, prediction_id: str, *, timeout: float, running_for: float = 0.0) -> PredictionState:
+    async def wait(
+        self, prediction_id: str, *, timeout: float, running_for: float = 0.0, interval: float | None = None
+    ) -> PredictionState:
         """``wait`` of the provider that made the prediction."""
         provider, own_id = self._route(prediction_id)
-        state = await provider.wait(own_id, timeout=timeout, running_for=running_for)
+        state = await provider.wait(own_id, timeout=timeout, running_for=running_for, interval=interval)
         return replace(state, id=prediction_id, provider=provider.name)
 
     async def cancel(self, prediction_id: str) -> None:

@@ -133,7 +133,9 @@ class HuggingFaceProvider:
         outputs = tuple(_output(data, f"hf://{model_id}/{prediction_id}/{i}") for i, data in enumerate(images))
         return PredictionState(id=prediction_id, status="succeeded", outputs=outputs)
 
-    async def wait(self, prediction_id: str, *, timeout: float, running_for: float = 0.0) -> PredictionState:
+    async def wait(
+        self, prediction_id: str, *, timeout: float, running_for: float = 0.0, interval: float | None = None
+    ) -> PredictionState:
         """Hugging Face predictions finish inside ``create``; one found unfinished (a restart in between) cannot
         be resumed: raises ``ProviderError``, so the job fails and its hold is released."""
         raise ProviderError(f"Hugging Face prediction {prediction_id} cannot be resumed after a restart")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -25,10 +27,12 @@ from replicate.client import Client
 from replicate.exceptions import ReplicateError
 from replicate.helpers import FileOutput, transform_output
 from replicate.prediction import Prediction
+from replicate.webhook import Webhooks, WebhookSigningSecret
 
 from core.config import ReplicateSettings
 from core.errors import (
     GenerationTimeout,
+    InvalidSignature,
     ProviderAuthError,
     ProviderBillingError,
     ProviderError,
@@ -55,6 +59,12 @@ SDXL_SIZES: dict[str, tuple[int, int]] = {
     "3:2": (1216, 832),
     "2:3": (832, 1216),
 }
+class CreateLimiter(Protocol):
+    async def acquire(self) -> None:
+        """Wait until one more prediction may be created."""
+        ...
+
+
 _RETRY_IN = re.compile(r"available in (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
 
 
@@ -155,6 +165,7 @@ class ReplicateProvider:
         sleep: Any = asyncio.sleep,
         download_workers: int = 2,
         download_megabytes_per_second: float | None = None,
+        create_window: CreateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self._token = api_token
@@ -174,9 +185,11 @@ class ReplicateProvider:
         )
         self._sleep = sleep
         # Replicate allows 600 creates a minute with short bursts above it (replicate.com/docs/topics/predictions/
-        # rate-limits): a leaky bucket of that rate, per process (replicas split the limit in config).
-        self._creates = AsyncLimiter(settings.max_creates_per_minute, 60.0)
+        # rate-limits): a leaky bucket of that rate in one process; ``create_window`` (Redis) when several
+        # replicas share the limit.
+        self._creates: CreateLimiter = create_window or AsyncLimiter(settings.max_creates_per_minute, 60.0)
         self._downloads = DownloadPool(download_workers, download_megabytes_per_second)
+        self._webhook_secret: str | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         """The aiohttp session of API calls and downloads, made on first use (it needs the running loop)."""
@@ -234,6 +247,41 @@ class ReplicateProvider:
 
         return ProviderOutput(url=url, read=read, save=save)
 
+    async def webhook_state(
+        self, headers: Mapping[str, str], body: bytes, *, secret: str | None, tolerance_seconds: int
+    ) -> PredictionState:
+        """The prediction a Replicate webhook delivers, once its signature is verified (replicate.com/docs/
+        topics/webhooks/verify-webhook: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature: v1,<base64
+        HMAC-SHA256>``, checked by the client's ``Webhooks.validate``). ``secret`` is the ``whsec_…`` signing
+        secret; without it the account's default secret is asked of the API once and kept.
+
+        Raises:
+            InvalidSignature: headers missing, a signature that does not match, or a timestamp more than
+                ``tolerance_seconds`` away from now.
+            ProviderError: the signing secret could not be fetched.
+        """
+        key = secret or await self._default_secret()
+        try:
+            text = body.decode()
+            Webhooks.validate(
+                headers=dict(headers), body=text, secret=WebhookSigningSecret(key=key), tolerance=tolerance_seconds
+            )
+            data = json.loads(text)
+        except (ValueError, TypeError) as err:  # WebhookValidationError is a ValueError, as is bad JSON
+            raise InvalidSignature(f"Replicate webhook refused: {err}") from err
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise InvalidSignature("Replicate webhook refused: the body is not a prediction")
+        prediction = Prediction(**data)
+        prediction._client = self._client
+        return self._state(prediction)
+
+    async def _default_secret(self) -> str:
+        if self._webhook_secret is None:
+            self.check_ready()
+            found = await self._call(lambda: self._client.webhooks.default.async_secret())
+            self._webhook_secret = str(found.key)
+        return self._webhook_secret
+
     @property
     def client(self) -> Client:
         """The official client (trainings use it too: ``core.providers.replicate_training``)."""
@@ -263,6 +311,9 @@ class ReplicateProvider:
         body = build_input(request)
         owner_name, _, version = ref.partition(":")
         wait: int | bool = self.settings.wait_seconds if request.sync_wait else False
+        hook: dict[str, Any] = {}
+        if request.webhook:
+            hook = {"webhook": request.webhook, "webhook_events_filter": ["completed"]}
         attempt = 0
         while True:
             await self._creates.acquire()
@@ -272,11 +323,13 @@ class ReplicateProvider:
             try:
                 if version:
                     prediction = await self._call(
-                        lambda: self._client.predictions.async_create(version=version, input=body, wait=wait)
+                        lambda: self._client.predictions.async_create(version=version, input=body, wait=wait, **hook)
                     )
                 else:
                     prediction = await self._call(
-                        lambda: self._client.models.predictions.async_create(model=owner_name, input=body, wait=wait)
+                        lambda: self._client.models.predictions.async_create(
+                            model=owner_name, input=body, wait=wait, **hook
+                        )
                     )
                 return self._state(prediction)
             except ProviderRateLimited as err:
@@ -293,13 +346,15 @@ class ReplicateProvider:
         prediction = await self._call(lambda: self._client.predictions.async_get(prediction_id))
         return self._state(prediction)
 
-    async def wait(self, prediction_id: str, *, timeout: float, running_for: float = 0.0) -> PredictionState:
-        """Poll every ``poll_interval_seconds`` until terminal, backing off to at most 2 s apart once the
-        prediction has run a minute (``running_for``: seconds it had run before this call); past ``timeout``
-        seconds cancel the prediction and raise ``GenerationTimeout``."""
+    async def wait(
+        self, prediction_id: str, *, timeout: float, running_for: float = 0.0, interval: float | None = None
+    ) -> PredictionState:
+        """Poll every ``interval`` seconds (default ``poll_interval_seconds``) until terminal, backing off to at
+        most 2 s apart once the prediction has run a minute (``running_for``: seconds it had run before this
+        call); past ``timeout`` seconds cancel the prediction and raise ``GenerationTimeout``."""
         started = time.monotonic() - running_for
         deadline = time.monotonic() + timeout
-        interval = self.settings.poll_interval_seconds
+        interval = interval or self.settings.poll_interval_seconds
         while True:
             state = await self.get(prediction_id)
             if state.done:
@@ -309,7 +364,7 @@ class ReplicateProvider:
                 await self.cancel(prediction_id)
                 raise GenerationTimeout(f"the model did not finish within {timeout:g} s; the prediction was canceled")
             if now - started >= _SLOW_POLL_AFTER:
-                interval = min(_SLOW_POLL_SECONDS, interval * 1.5)
+                interval = max(interval, min(_SLOW_POLL_SECONDS, interval * 1.5))
             await self._sleep(min(interval, max(0.0, deadline - now)))
 
     async def cancel(self, prediction_id: str) -> None:

@@ -95,6 +95,18 @@ class AccountRepository:
             await session.flush()
             return row.id
 
+    async def revoke_api_key(self, account_id: int, key_id: int, now: datetime) -> str | None:
+        """Mark the account's key revoked (one conditional update); its SHA-256 hex digest, or None when the
+        account has no such unrevoked key."""
+        stmt = (
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.account_id == account_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(ApiKey.key_hash)
+        )
+        async with self.db.write() as session:
+            return (await session.execute(stmt)).scalar_one_or_none()
+
     async def key_owner(self, key_hash: str) -> tuple[int, tuple[str, ...]] | None:
         """``(account id, scopes)`` of the unrevoked key with this SHA-256 hex digest, or None."""
         stmt = select(ApiKey.account_id, ApiKey.scopes).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import delete
+
 from storage.db import Database
 from storage.models import ProcessedEvent
 from storage.repositories import dialect_insert
@@ -25,3 +27,8 @@ class EventRepository:
                 .returning(ProcessedEvent.id)
             )
         return inserted is not None
+
+    async def forget(self, event_id: str) -> None:
+        """Remove ``event_id``'s record, so its next delivery is handled (its handling failed)."""
+        async with self.db.write() as session:
+            await session.execute(delete(ProcessedEvent).where(ProcessedEvent.id == event_id))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
@@ -175,8 +175,27 @@ def _set_thumbnails(conn: Connection, rows: list[dict[str, Any]]) -> None:
     conn.execute(_SET_THUMB, rows)
 
 
-def _claim(conn: Connection, job_id: str, owner: str, now: datetime, expires: datetime) -> JobRecord | None:
+def _bind_prediction(conn: Connection, job_id: str, prediction_id: str) -> bool:
+    bound = conn.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE),
+               or_(Job.prediction_id.is_(None), Job.prediction_id == prediction_id))
+        .values(prediction_id=prediction_id)
+    )  # fmt: skip
+    return bool(bound.rowcount)
+
+
+def _claim(
+    conn: Connection,
+    job_id: str,
+    owner: str,
+    now: datetime,
+    expires: datetime,
+    stale: tuple[str, datetime] | None = None,
+) -> JobRecord | None:
     lapsed = or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
+    if stale is not None:  # or still held by ``stale``'s owner, not renewed since ``stale``'s expiry
+        lapsed = or_(lapsed, and_(Job.lease_owner == stale[0], Job.lease_expires_at <= stale[1]))
     claimed = conn.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE), lapsed)
@@ -267,10 +286,18 @@ class JobRepository:
         async with self.db.read() as session:
             return list((await session.scalars(stmt)).all())
 
-    async def claim(self, job_id: str, owner: str, now: datetime, expires: datetime) -> JobRecord | None:
+    async def claim(
+        self, job_id: str, owner: str, now: datetime, expires: datetime, *, stale: tuple[str, datetime] | None = None
+    ) -> JobRecord | None:
         """Take over a lapsed job's lease for ``owner`` until ``expires``; the job, or None when another
-        process took it first or it finished."""
-        return await self.db.run_write(_claim, job_id, owner, now, expires)
+        process took it first or it finished. ``stale`` (``(lease owner, lease expiry)`` seen earlier) also
+        takes a lease its owner has not renewed since: an owner that stopped before its lease ran out."""
+        return await self.db.run_write(_claim, job_id, owner, now, expires, stale)
+
+    async def bind_prediction(self, job_id: str, prediction_id: str) -> bool:
+        """Record the provider's prediction id of an unfinished job that has none yet (the id a webhook
+        brought); False when the job finished or has another prediction."""
+        return await self.db.run_write(_bind_prediction, job_id, prediction_id)
 
     async def conversation_account(self, conversation_id: str) -> int | None:
         """The account whose jobs or library pushes served ``conversation_id``."""

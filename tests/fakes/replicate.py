@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import hmac
 import io
+import json
 import ssl
 import time
 import uuid
@@ -52,6 +54,17 @@ VERSIONS = {
     "a45f82a1382bed5c7aeb861dac7c7d191b0fdf74d8d57c4a0e6ed7d4d0bf7d24": "playgroundai/playground-v2.5-1024px-aesthetic",
 }
 TRAINER = ("ostris/flux-dev-lora-trainer", "b6af14222e6bd9be257cbc1ea4afda3cd0503e1133083b9d1de0364d8568e6ef")
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"fake replicate webhook signing key").decode()
+
+
+def sign_webhook(body: bytes, webhook_id: str, timestamp: int, secret: str = WEBHOOK_SECRET) -> str:
+    """``webhook-signature`` of a Replicate webhook: ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``
+    with the base64-decoded part of the ``whsec_…`` secret as the key."""
+    key = base64.b64decode(secret.split("_", 1)[1])
+    digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return f"v1,{base64.b64encode(digest).decode()}"
+
+
 IMAGE_IN = {"nightmareai/real-esrgan", "cjwbw/rembg", "sczhou/codeformer"}
 ASPECTS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"}
 
@@ -189,6 +202,9 @@ class FakeReplicate:
     trained_versions: dict[str, str] = field(default_factory=dict)  # version id → owner/name
     base_url: str = ""
     http_url: str = ""
+    send_webhooks: bool = True
+    webhooks_sent: list[tuple[str, str, int]] = field(default_factory=list)  # (url, prediction id, HTTP status)
+    webhook_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def output_base(self) -> str:
@@ -205,6 +221,7 @@ class FakeReplicate:
         app.router.add_get("/v1/files/{id}", self._get_upload)
         app.router.add_get("/v1/files/{id}/download", self._download_upload)
         app.router.add_get("/v1/account", self._account)
+        app.router.add_get("/v1/webhooks/default/secret", self._webhook_secret)
         app.router.add_post("/v1/models", self._create_model)
         app.router.add_post("/v1/models/{owner}/{name}/versions/{version}/trainings", self._create_training)
         app.router.add_get("/v1/trainings/{id}", self._get_training)
@@ -282,6 +299,29 @@ class FakeReplicate:
         if training["status"] not in ("succeeded", "failed"):
             training["status"] = "canceled"
         return web.json_response(self._training_json(training["id"]))
+
+    async def _webhook_secret(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        return web.json_response({"key": WEBHOOK_SECRET})
+
+    async def _send_webhook(self, prediction: FakePrediction, url: str) -> None:
+        """POST the prediction, signed, to ``url`` once it is terminal (Replicate's ``completed`` event)."""
+        import aiohttp
+
+        while prediction.status not in ("succeeded", "failed", "canceled"):
+            prediction.advance(self)
+            await asyncio.sleep(0.02)
+        body = json.dumps(prediction.to_json(self.base_url)).encode()
+        webhook_id = f"msg_{uuid.uuid4().hex}"
+        timestamp = int(time.time())
+        headers = {"webhook-id": webhook_id, "webhook-timestamp": str(timestamp),
+                   "webhook-signature": sign_webhook(body, webhook_id, timestamp), "Content-Type": "application/json"}
+        try:
+            async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as response:
+                self.webhooks_sent.append((url, prediction.id, response.status))
+        except aiohttp.ClientError:
+            self.webhooks_sent.append((url, prediction.id, 0))
 
     async def _account(self, request: web.Request) -> web.Response:
         """``GET /v1/account``: the token's owner (replicate.com/docs/reference/http#account.get)."""
@@ -394,6 +434,10 @@ class FakeReplicate:
             created_wall=time.time(),
         )
         self.predictions[prediction.id] = prediction
+        if body.get("webhook") and self.send_webhooks and "completed" in body.get("webhook_events_filter", []):
+            task = asyncio.create_task(self._send_webhook(prediction, str(body["webhook"])))
+            self.webhook_tasks.add(task)
+            task.add_done_callback(self.webhook_tasks.discard)
         prefer = request.headers.get("Prefer", "")
         if prefer.startswith("wait"):
             limit = float(prefer.split("=", 1)[1]) if "=" in prefer else 60.0
@@ -464,4 +508,7 @@ class RunningFake:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.runner is not None
+        for task in list(self.fake.webhook_tasks):
+            task.cancel()
+        await asyncio.gather(*self.fake.webhook_tasks, return_exceptions=True)
         await self.runner.cleanup()

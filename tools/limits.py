@@ -1,0 +1,66 @@
+"""Rate limits at the HTTP boundary: per client address here, per account in ``tools.http.authenticate``.
+
+The counting is ``core.rate_limits.RateLimits`` (in memory, or in Redis for every replica together); a request
+over a limit is answered 429 with ``Retry-After`` before its handler runs, so it changes and charges nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from tools.http import SERVICES, SETTINGS
+from tools.openapi import UNLIMITED
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Probes and scrapes, which a load balancer or Prometheus sends often from one address.
+EXEMPT = UNLIMITED
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(trusted: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in trusted)
+
+
+def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(remote: str | None, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
+    """The client's address: the connection's (``remote``), or, when that is a trusted proxy, the right-most
+    address of ``X-Forwarded-For`` that is not a trusted proxy itself (the left part is the client's to write,
+    so it is never believed)."""
+    networks = _networks(trusted)
+    address = remote or "unknown"
+    if not networks or not forwarded_for or not _trusted(address, networks):
+        return address
+    for hop in reversed(forwarded_for.split(",")):
+        hop = hop.strip()
+        if hop and not _trusted(hop, networks):
+            return hop
+    return address
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count the request against its client address (and ``/checkout/start`` against the stricter anonymous
+    checkout limit); raises ``RateLimited`` (429) past a limit."""
+    limits = request.app[SERVICES].rate_limits
+    if limits.enabled and request.path not in EXEMPT:
+        settings = request.app[SETTINGS].rate_limits
+        address = client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), tuple(settings.trusted_proxies)
+        )
+        if request.path == "/checkout/start":
+            await limits.check("checkout_per_address", address)
+        await limits.check("per_address", address)
+    return await handler(request)
