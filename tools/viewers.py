@@ -82,7 +82,7 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, grant: 
     services = request.app[SERVICES]
     settings = request.app[SETTINGS].viewers
     metrics = request.app[METRICS]
-    sub = services.hub.subscribe(channel(grant.account_id, grant.conversation_id))
+    sub = await services.hub.open(channel(grant.account_id, grant.conversation_id))
     metrics.viewers.inc()
     request.app[VIEWER_SOCKETS].add(ws)
     pump: asyncio.Task[None] | None = None
