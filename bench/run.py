@@ -394,31 +394,24 @@ async def time_to_screen(base: str, key: str, fake: str, rounds: int) -> dict[st
 
 
 async def fan_out(
-    base: str, key: str, account_id: int, viewers: int, rounds: int, processes: int = 4
+    bases: list[str], key: str, account_id: int, viewers: int, rounds: int, processes: int = 4
 ) -> dict[str, Any]:
     """Viewers are spread over ``processes`` client processes: real viewers are separate browsers, and one
-    Python client parsing 1,000 frames in a row would measure itself, not the server."""
+    Python client parsing 1,000 frames in a row would measure itself, not the server. With several replicas
+    (``bases``), the client processes connect to them in turn and the tool calls go to the first: the other
+    replicas' viewers get each event through Redis."""
     from core.clock import SystemClock
     from core.viewers import ViewerTokens
 
     token, _ = ViewerTokens(SECRET.encode(), SystemClock(), 3600).mint(account_id, "fan")
-    url = base.replace("http://", "ws://") + f"/ws/calls/fan?token={token}"
+    urls = [base.replace("http://", "ws://") + f"/ws/calls/fan?token={token}" for base in bases]
+    base = bases[0]
     children = [
         await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.viewers",
-            "--url",
-            url,
-            "--count",
-            str(viewers // processes),
-            "--rounds",
-            str(rounds),
-            stdout=asyncio.subprocess.PIPE,
-            cwd=REPO,
-            preexec_fn=raise_nofile,
+            sys.executable, "-m", "bench.viewers", "--url", urls[i % len(urls)], "--count", str(viewers // processes),
+            "--rounds", str(rounds), stdout=asyncio.subprocess.PIPE, cwd=REPO, preexec_fn=raise_nofile,
         )
-        for _ in range(processes)
+        for i in range(processes)
     ]
     for child in children:
         assert child.stdout is not None
@@ -436,13 +429,16 @@ async def fan_out(
             ) as r:
                 await r.read()
     delays: list[float] = []
-    for child in children:
+    by_replica: dict[int, list[float]] = {}
+    for i, child in enumerate(children):
         assert child.stdout is not None
         per_socket = json.loads(await child.stdout.readline())
         await child.wait()
         for times in per_socket:
-            delays.extend((t - s) * 1000 for t, s in zip(times, sent, strict=True))
-    return {
+            these = [(t - s) * 1000 for t, s in zip(times, sent, strict=True)]
+            delays.extend(these)
+            by_replica.setdefault(i % len(bases), []).extend(these)
+    result: dict[str, Any] = {
         "viewers": viewers,
         "rounds": rounds,
         "received": len(delays),
@@ -451,6 +447,14 @@ async def fan_out(
         "p99_ms": pct(delays, 99),
         "max_ms": max(delays),
     }
+    if len(bases) > 1:
+        result["replicas"] = len(bases)
+        result["by_replica"] = [
+            {"replica": i, "tool_calls_here": i == 0, "viewers": len(values) // rounds, "p50_ms": pct(values, 50),
+             "p99_ms": pct(values, 99), "max_ms": max(values)}
+            for i, values in sorted(by_replica.items())
+        ]  # fmt: skip
+    return result
 
 
 async def show_product_image(
@@ -567,6 +571,10 @@ def server_environment(
         "SHOWME_SERVER__PUBLIC_URL": base,
         "SHOWME_SERVER__ACCESS_LOG": "false",
         "SHOWME_LOG_LEVEL": "WARNING",
+        # Rate limits stay on (their cost is part of every request) at limits wrk from one address never meets.
+        "SHOWME_RATE_LIMITS__PER_ADDRESS": "1000000000/minute",
+        "SHOWME_RATE_LIMITS__TOOL_CALLS_PER_ACCOUNT": "1000000000/minute",
+        "SHOWME_RATE_LIMITS__API_PER_ACCOUNT": "1000000000/minute",
         **(server_env or {}),
     }
 
@@ -616,7 +624,7 @@ async def measure(
         results["c_time_to_screen"] = await time_to_screen(base, key, fake, 10 if quick else 30)
         print("c", json.dumps(results["c_time_to_screen"]), flush=True)
     if "d" in only:
-        results["d_viewer_fan_out"] = await fan_out(base, key, account_id, 1000, 5 if quick else 10)
+        results["d_viewer_fan_out"] = await fan_out([base], key, account_id, 1000, 5 if quick else 10)
         print("d", json.dumps(results["d_viewer_fan_out"]), flush=True)
     if "e" in only:
         results["e_video_downloads"] = await video_downloads(base, key, fake, pids["server"], queries, quick)
@@ -672,6 +680,49 @@ async def main(
         stop(procs, tmp)
 
 
+async def main_replicas(
+    replicas: int, quick: bool, database_url: str | None = None, server_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """(d) across ``replicas`` showme processes sharing one database and Redis (``SHOWME_BENCH_REDIS_URL``,
+    default redis://127.0.0.1:6379/0): 1,000 viewers spread over them, tool calls on the first."""
+    raise_nofile()
+    tmp = Path(tempfile.mkdtemp(prefix="showme-bench-replicas-"))
+    ports = [free_port() for _ in range(replicas)]
+    fake_port = free_port()
+    bases, fake = [f"http://127.0.0.1:{port}" for port in ports], f"http://127.0.0.1:{fake_port}"
+    shared = {
+        "SHOWME_EVENTS__BACKEND": "redis",
+        "SHOWME_REDIS__URL": os.environ.get("SHOWME_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "SHOWME_REDIS__KEY_PREFIX": f"showme-bench-{os.getpid()}:",
+        **(server_env or {}),
+    }
+    env = server_environment(tmp, bases[0], fake, database_url, shared)
+    if database_url:
+        from storage import migrate
+        from storage.db import create_engine
+
+        engine = create_engine(database_url)
+        await migrate.upgrade(engine)
+        await engine.dispose()
+    account_id, key = await seed(env, 1000)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(args: list[str], **extra: str) -> None:
+        procs.append(subprocess.Popen([sys.executable, *args], env={**env, **extra}, cwd=tmp,
+                                      stdout=subprocess.DEVNULL, preexec_fn=raise_nofile))  # fmt: skip
+
+    try:
+        start(["-m", "bench.fake_replicate", "--port", str(fake_port)])
+        for port, base in zip(ports, bases, strict=True):
+            start(["-m", "tools.cli", "serve", "--port", str(port)], SHOWME_SERVER__PUBLIC_URL=base)
+        for base in bases:
+            await wait_http(f"{base}/readyz")
+        print(f"{replicas} replicas at {', '.join(bases)}, data in {tmp}", flush=True)
+        return {"d_viewer_fan_out_replicas": await fan_out(bases, key, account_id, 1000, 5 if quick else 10)}
+    finally:
+        stop(procs, tmp)
+
+
 def report(r: dict[str, Any]) -> str:
     a, b, c, d = r["a_show_product_image"], r["b_generate_burst"], r["c_time_to_screen"], r["d_viewer_fan_out"]
     e = r["e_video_downloads"]
@@ -714,8 +765,22 @@ if __name__ == "__main__":
         help="a setting for the server, e.g. SHOWME_DATABASE__WRITER_PROCESS=false (repeatable)",
     )  # fmt: skip
     parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
+    parser.add_argument(
+        "--replicas", type=int, default=1,
+        help="measure (d) across this many replicas sharing Redis (needs a Redis server; the other measurements "
+        "run with one)",
+    )  # fmt: skip
     options = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in options.server_env)
+    if options.replicas > 1:
+        outcome = asyncio.run(main_replicas(options.replicas, options.quick, options.database_url, overrides))
+        d = outcome["d_viewer_fan_out_replicas"]
+        print(f"(d) {d['viewers']} viewers on {d['replicas']} replicas x {d['rounds']} events: {d['received']} "
+              f"received, p50 {d['p50_ms']:.1f} ms, p99 {d['p99_ms']:.1f} ms (target <= 100); "
+              + "; ".join(f"replica {r['replica']}{' (tool calls)' if r['tool_calls_here'] else ''}: "
+                          f"p99 {r['p99_ms']:.1f} ms" for r in d["by_replica"]))  # fmt: skip
+        Path(REPO / "bench" / "results-replicas.json").write_text(json.dumps(outcome, indent=2) + "\n")
+        sys.exit(0)
     outcome = asyncio.run(main(options.quick, options.only, options.database_url, overrides))
     if options.database_url:
         outcome["database"] = "postgresql"

@@ -34,6 +34,7 @@ from core.catalog_settings import (
     default_plans,
     default_styles,
 )
+from core.chat_settings import DiscordSettings, TelegramSettings
 from core.deployment_settings import (
     EventSettings,
     MediaSettings,
@@ -167,31 +168,6 @@ class StripeSettings(Section):
     webhook_tolerance_seconds: int = Field(default=300, ge=1, description="older signed events are refused")
     max_network_retries: int = Field(default=2, ge=0, le=5)
     request_timeout_seconds: float = Field(default=30, gt=0)
-
-
-class TelegramSettings(Section):
-    api_base_url: str = Field(
-        default="https://api.telegram.org/bot", description="Bot API base; the token is appended (self-hosted, tests)"
-    )
-    file_base_url: str = "https://api.telegram.org/file/bot"
-    mode: Literal["auto", "webhook", "polling"] = Field(
-        default="auto", description="auto: webhook when server.public_url is https, else polling"
-    )
-    max_queued_per_user: int = Field(default=3, ge=0, le=20, description="requests waiting behind a running one")
-    progress_seconds: float = Field(default=3, ge=1, description="the status message is edited this often")
-    answer_private_messages: bool = Field(
-        default=True, description="in private chats, any message that asks for a picture generates one"
-    )
-
-
-class DiscordSettings(Section):
-    api_base_url: str = Field(default="https://discord.com/api/v10", description="REST base (tests point it elsewhere)")
-    gateway_url: str = Field(default="wss://gateway.discord.gg/", description="gateway WebSocket (tests: a fake)")
-    guild_ids: list[int] = Field(
-        default_factory=list, description="sync slash commands to these servers only (instant); empty: globally"
-    )
-    max_queued_per_user: int = Field(default=3, ge=0, le=20)
-    progress_seconds: float = Field(default=3, ge=1)
 
 
 class PromptSettings(Section):

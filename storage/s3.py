@@ -4,7 +4,7 @@ Keys are the same content-addressed keys as ``LocalBlobStore``'s (``storage.blob
 the same bytes are one object whichever replica stored them, and an object never changes once written.
 Objects carry their content type and a year's ``Cache-Control``. The chat bots attach files from this
 machine: ``local_file`` fetches an object once into ``local_cache`` (content-addressed, so never stale) and
-removes the least recently used files past ``local_cache_megabytes``.
+removes the least recently used files past ``local_cache_bytes``.
 
 boto3 clients are thread-safe (boto3 docs, "Multithreading or multiprocessing with clients"); one is shared
 by every worker thread.
@@ -26,7 +26,6 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from core.deployment_settings import S3Settings
 from storage.blobs import MEDIA_TYPES, InvalidBlobKey, StoredBlob, check_key, content_key
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
@@ -38,23 +37,40 @@ def _missing(err: ClientError) -> bool:
 
 
 class S3BlobStore:
-    """Blobs as objects of ``settings.bucket``. Storing the same content twice writes the same object.
+    """Blobs as objects of ``bucket``. Storing the same content twice writes the same object.
 
     Args:
-        settings: ``media.s3`` (bucket, endpoint URL, region, addressing style, local cache).
-        client: a boto3 S3 client to use instead of one built from ``settings`` and the environment's
-            credentials.
+        bucket: the bucket's name.
+        endpoint_url: the S3 API's URL (None: AWS's own for ``region``).
+        region: the bucket's region (R2: ``auto``).
+        addressing_style: ``auto``, ``path`` (MinIO) or ``virtual``.
+        presign_seconds: lifetime of presigned URLs (seconds).
+        local_cache: where ``local_file`` keeps fetched objects.
+        local_cache_bytes: the least recently used cached files are removed past this size (bytes).
+        client: a boto3 S3 client to use instead of one built from these and the environment's credentials.
     """
 
-    def __init__(self, settings: S3Settings, client: Any = None) -> None:
-        self.settings = settings
-        self.bucket = settings.bucket
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        addressing_style: str = "auto",
+        presign_seconds: int = 3600,
+        local_cache: Path = Path("data/media-cache"),
+        local_cache_bytes: int = 1 << 30,
+        client: Any = None,
+    ) -> None:
+        self.bucket = bucket
+        self.presign_seconds = presign_seconds
+        self.local_cache_bytes = local_cache_bytes
         self.client = client or boto3.session.Session().client(
             "s3",
-            endpoint_url=settings.endpoint_url,
-            region_name=settings.region,
+            endpoint_url=endpoint_url,
+            region_name=region,
             config=Config(
-                s3={"addressing_style": settings.addressing_style},
+                s3={"addressing_style": addressing_style},
                 signature_version="s3v4",  # R2 and newer AWS regions accept only SigV4
                 retries={"max_attempts": 3, "mode": "standard"},
                 max_pool_connections=32,
@@ -62,7 +78,7 @@ class S3BlobStore:
                 read_timeout=60,
             ),
         )
-        self.cache = settings.local_cache.expanduser().resolve()
+        self.cache = local_cache.expanduser().resolve()
         self._cache_lock = threading.Lock()
 
     def local_path(self, key: str) -> None:
@@ -143,7 +159,7 @@ class S3BlobStore:
     def presigned_url(self, key: str) -> str:
         """A URL that fetches the object for ``presign_seconds`` (signed here, no request made)."""
         url: str = self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=self.settings.presign_seconds
+            "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=self.presign_seconds
         )
         return url
 
@@ -187,7 +203,7 @@ class S3BlobStore:
 
     def _evict(self) -> None:
         """Remove the least recently used cached files while the cache holds more than its limit."""
-        limit = self.settings.local_cache_megabytes * 1_048_576
+        limit = self.local_cache_bytes
         with self._cache_lock:
             files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.cache.rglob("*")
                      if p.is_file() and ".incoming" not in p.parts and not p.name.startswith(".tmp-")]  # fmt: skip

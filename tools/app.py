@@ -114,10 +114,10 @@ async def maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The Telegram bot, when TELEGRAM_BOT_TOKEN is set."""
+    """The Telegram bot, when TELEGRAM_BOT_TOKEN is set and ``telegram.enabled``."""
     services = app[SERVICES]
     token = services.secrets.telegram_bot_token
-    if token is None:
+    if token is None or not services.settings.telegram.enabled:
         yield
         return
     from bot.telegram.app import TelegramBot
@@ -133,10 +133,10 @@ async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def discord_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The Discord bot, when DISCORD_BOT_TOKEN is set."""
+    """The Discord bot, when DISCORD_BOT_TOKEN is set and ``discord.enabled``."""
     services = app[SERVICES]
     token = services.secrets.discord_bot_token
-    if token is None:
+    if token is None or not services.settings.discord.enabled:
         yield
         return
     from bot.discord.client import DiscordBot

@@ -99,6 +99,36 @@ async def check_database(settings: Settings) -> Check:
     return _ok("database", f"{engine.dialect.name}, migration {head} (current)")
 
 
+async def check_bucket(settings: Settings) -> Check:
+    """The ``media.s3`` bucket answers and is ours to read (``media.backend: s3``)."""
+    from tools.services import build_blobs
+
+    s3 = settings.media.s3
+    where = f"s3://{s3.bucket}" + (f" at {s3.endpoint_url}" if s3.endpoint_url else "")
+    try:
+        await build_blobs(settings).ping()
+    except Exception as err:
+        return Check("media store", "fail", f"{where} does not answer: {type(err).__name__}: {err}",
+                     "check media.s3 (bucket, endpoint_url, region, addressing_style) and AWS_ACCESS_KEY_ID / "
+                     "AWS_SECRET_ACCESS_KEY; create the bucket if it does not exist")  # fmt: skip
+    return _ok("media store", where)
+
+
+async def check_redis(settings: Settings) -> Check:
+    """Redis answers (``events.backend: redis``)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(settings.redis.url, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    except Exception as err:
+        return Check("redis", "fail", f"{settings.redis.url.split('@')[-1]} does not answer: {err}",
+                     "start Redis or set redis.url (SHOWME_REDIS__URL); events.backend local needs none")  # fmt: skip
+    finally:
+        await client.aclose()
+    return _ok("redis", f"{settings.redis.url.split('@')[-1]}, prefix {settings.redis.key_prefix!r}")
+
+
 def check_media(settings: Settings) -> Check:
     """The media root can be written, with the free space left."""
     root = settings.media.root.expanduser()
@@ -215,6 +245,10 @@ def check_signing_key(settings: Settings, secrets: Secrets) -> Check:
             return Check("SHOWME_SECRET_KEY", "warn", "shorter than 32 characters",
                          "export SHOWME_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         return _ok("SHOWME_SECRET_KEY", "set (the same value on every replica)")
+    if settings.events.backend == "redis":
+        return Check("SHOWME_SECRET_KEY", "fail", "not set, with several replicas (events.backend redis)",
+                     "set the same SHOWME_SECRET_KEY on every replica, or their viewer and payment links "
+                     "differ")  # fmt: skip
     file = settings.server.secret_key_file
     if file.exists():
         return _ok("SHOWME_SECRET_KEY", f"not set; using {file}")
@@ -226,7 +260,9 @@ async def run_checks(settings: Settings, config: str | None) -> list[Check]:
     secrets = load_secrets()
     checks = check_config(settings, config)
     checks.append(await check_database(settings))
-    checks.append(check_media(settings))
+    checks.append(await check_bucket(settings) if settings.media.backend == "s3" else check_media(settings))
+    if settings.events.backend == "redis":
+        checks.append(await check_redis(settings))
     checks.append(check_signing_key(settings, secrets))
     checks.extend(await check_keys(settings, secrets))
     return checks

@@ -99,7 +99,12 @@ def build_blobs(settings: Settings) -> BlobStore:
     if settings.media.backend == "s3":
         from storage.s3 import S3BlobStore
 
-        return S3BlobStore(settings.media.s3)
+        s3 = settings.media.s3
+        return S3BlobStore(
+            s3.bucket, endpoint_url=s3.endpoint_url, region=s3.region, addressing_style=s3.addressing_style,
+            presign_seconds=s3.presign_seconds, local_cache=s3.local_cache,
+            local_cache_bytes=s3.local_cache_megabytes * 1_048_576,
+        )  # fmt: skip
     return LocalBlobStore(settings.media.root)
 
 

@@ -13,7 +13,6 @@ import boto3
 import pytest
 
 from core.config import Secrets, Settings
-from core.deployment_settings import S3Settings
 from core.generation import GenerationRequest
 from storage.blobs import InvalidBlobKey
 from storage.s3 import S3BlobStore
@@ -22,15 +21,15 @@ from tests.fakes.replicate import FakeReplicate, make_image
 from tools.app import SERVICES, create_app
 
 
-def _settings(endpoint: str, bucket: str, tmp_path: Path, **extra: Any) -> S3Settings:
-    return S3Settings(endpoint_url=endpoint, bucket=bucket, addressing_style="path",
-                      local_cache=tmp_path / "cache", **extra)  # fmt: skip
+def _store(endpoint: str, bucket: str, tmp_path: Path, **extra: Any) -> S3BlobStore:
+    return S3BlobStore(bucket, endpoint_url=endpoint, addressing_style="path", local_cache=tmp_path / "cache",
+                       **extra)  # fmt: skip
 
 
 async def test_put_get_and_stream_keep_content_addressed_objects(
     s3_endpoint: str, s3_bucket: str, tmp_path: Path
 ) -> None:
-    store = S3BlobStore(_settings(s3_endpoint, s3_bucket, tmp_path))
+    store = _store(s3_endpoint, s3_bucket, tmp_path)
     image = make_image("granite", 0, "png")
     blob = await store.put(image, ".png")
     assert blob.key == f"{blob.sha256[:2]}/{blob.sha256}.png" and blob.size_bytes == len(image)
@@ -62,7 +61,7 @@ async def test_put_get_and_stream_keep_content_addressed_objects(
 async def test_large_files_upload_and_the_local_cache_keeps_the_newest(
     s3_endpoint: str, s3_bucket: str, tmp_path: Path
 ) -> None:
-    store = S3BlobStore(_settings(s3_endpoint, s3_bucket, tmp_path, local_cache_megabytes=16))
+    store = _store(s3_endpoint, s3_bucket, tmp_path, local_cache_bytes=16 * 1_048_576)
     video = os.urandom(9 * 1_048_576)  # above boto3's 8 MiB multipart threshold
     path = store.temp_path(".mp4")
     path.write_bytes(video)
@@ -139,3 +138,25 @@ async def test_readyz_says_when_the_bucket_is_unreachable(
     assert response.status == 503 and body["status"] == "not_ready"
     assert body["media"].startswith("unreachable") and body["database"] == "ok"
     assert (await client.get("/healthz")).status == 200  # alive all the same
+
+
+async def test_doctor_checks_the_bucket_and_redis_of_a_replica(
+    isolated_env: None, tmp_path: Path, s3_endpoint: str, s3_bucket: str, redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from tools.doctor import run_checks
+
+    def settings(bucket: str, redis: str) -> Settings:
+        return make_settings(
+            f"sqlite+aiosqlite:///{tmp_path / 'd.db'}", tmp_path, events={"backend": "redis"}, redis={"url": redis},
+            media={"backend": "s3", "s3": {"endpoint_url": s3_endpoint, "bucket": bucket, "addressing_style": "path"}},
+        )  # fmt: skip
+
+    monkeypatch.setenv("SHOWME_SECRET_KEY", "x" * 40)
+    found = {c.name: c for c in await run_checks(settings(s3_bucket, redis_url), None)}
+    assert found["media store"].status == "ok" and s3_bucket in found["media store"].detail
+    assert found["redis"].status == "ok"
+    monkeypatch.delenv("SHOWME_SECRET_KEY")
+    found = {c.name: c for c in await run_checks(settings("missing-bucket", "redis://127.0.0.1:1/0"), None)}
+    assert found["media store"].status == "fail" and "create the bucket" in (found["media store"].fix or "")
+    assert found["redis"].status == "fail" and found["SHOWME_SECRET_KEY"].status == "fail"

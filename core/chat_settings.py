@@ -1,0 +1,43 @@
+"""Settings of the chat bots (Telegram, Discord)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from core.catalog_settings import Section
+
+
+class TelegramSettings(Section):
+    api_base_url: str = Field(
+        default="https://api.telegram.org/bot", description="Bot API base; the token is appended (self-hosted, tests)"
+    )
+    file_base_url: str = "https://api.telegram.org/file/bot"
+    enabled: bool = Field(
+        default=True,
+        description="run the bot in this process when TELEGRAM_BOT_TOKEN is set; several replicas may all run it "
+        "in webhook mode, but polling on one replica only",
+    )
+    mode: Literal["auto", "webhook", "polling"] = Field(
+        default="auto", description="auto: webhook when server.public_url is https, else polling"
+    )
+    max_queued_per_user: int = Field(default=3, ge=0, le=20, description="requests waiting behind a running one")
+    progress_seconds: float = Field(default=3, ge=1, description="the status message is edited this often")
+    answer_private_messages: bool = Field(
+        default=True, description="in private chats, any message that asks for a picture generates one"
+    )
+
+
+class DiscordSettings(Section):
+    enabled: bool = Field(
+        default=True,
+        description="connect the bot in this process when DISCORD_BOT_TOKEN is set; with several replicas, on one only",
+    )
+    api_base_url: str = Field(default="https://discord.com/api/v10", description="REST base (tests point it elsewhere)")
+    gateway_url: str = Field(default="wss://gateway.discord.gg/", description="gateway WebSocket (tests: a fake)")
+    guild_ids: list[int] = Field(
+        default_factory=list, description="sync slash commands to these servers only (instant); empty: globally"
+    )
+    max_queued_per_user: int = Field(default=3, ge=0, le=20)
+    progress_seconds: float = Field(default=3, ge=1)
