@@ -448,13 +448,17 @@ async def fan_out(
         "max_ms": max(delays),
     }
     if len(bases) > 1:
-        result["replicas"] = len(bases)
-        result["by_replica"] = [
-            {"replica": i, "tool_calls_here": i == 0, "viewers": len(values) // rounds, "p50_ms": pct(values, 50),
-             "p99_ms": pct(values, 99), "max_ms": max(values)}
-            for i, values in sorted(by_replica.items())
-        ]  # fmt: skip
+        result.update(replicas=len(bases), by_replica=_per_replica(by_replica, rounds))
     return result
+
+
+def _per_replica(delays: dict[int, list[float]], rounds: int) -> list[dict[str, Any]]:
+    """Fan-out delays (ms) of each replica's viewers; replica 0 took the tool calls."""
+    return [
+        {"replica": i, "tool_calls_here": i == 0, "viewers": len(values) // rounds, "p50_ms": pct(values, 50),
+         "p99_ms": pct(values, 99), "max_ms": max(values)}
+        for i, values in sorted(delays.items())
+    ]
 
 
 async def show_product_image(

@@ -9,6 +9,7 @@ ever holds more than the limit, whichever replica made them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 
@@ -18,6 +19,8 @@ from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterR
 
 from core.deployment_settings import RateLimitSettings
 from core.errors import RateLimited
+
+log = logging.getLogger(__name__)
 
 #: The request limits by name (``rate_limits.<name>``).
 BUCKETS = ("tool_calls_per_account", "api_per_account", "per_address", "checkout_per_address")
@@ -36,6 +39,8 @@ class RateLimits:
 
     ``check(bucket, who)`` counts one request of ``who`` (``"account:12"``, ``"address:203.0.113.5"``) and raises
     ``RateLimited`` (429, with ``retry_after_seconds``) past the bucket's limit; a request refused is not counted.
+    When the counters' storage (Redis) cannot be reached, requests pass: limits protect the service, and an
+    outage of theirs must not stop it (each such pass is counted in ``unchecked``).
     """
 
     def __init__(self, settings: RateLimitSettings, storage: Storage) -> None:
@@ -43,6 +48,7 @@ class RateLimits:
         self.storage = storage
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._items: dict[str, RateLimitItem] = {name: parse(getattr(settings, name)) for name in BUCKETS}
+        self.unchecked = 0
 
     async def check(self, bucket: str, who: str) -> None:
         """Count one request of ``who`` against ``bucket`` (one of ``BUCKETS``).
@@ -53,9 +59,15 @@ class RateLimits:
         if not self.enabled:
             return
         item = self._items[bucket]
-        if await self._limiter.hit(item, bucket, who):
+        try:
+            if await self._limiter.hit(item, bucket, who):
+                return
+            stats = await self._limiter.get_window_stats(item, bucket, who)
+        except Exception as err:  # the storage's own errors (redis-py's) vary with its client
+            self.unchecked += 1
+            if self.unchecked % 1000 == 1:
+                log.warning("rate limits not checked (%d requests so far): %s", self.unchecked, err)
             return
-        stats = await self._limiter.get_window_stats(item, bucket, who)
         retry = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimited(
             f"too many requests ({item.amount} per {item.get_expiry()} s allowed); try again in {retry} s",
@@ -71,7 +83,8 @@ class CreateWindow:
     """At most ``limit`` acquisitions in any ``window_seconds`` (Replicate: 600 in 60 s), shared by every process
     on ``storage``: a moving window.
 
-    ``acquire`` waits (sleeping until the oldest acquisition in the window has aged out) until it may go.
+    ``acquire`` waits (sleeping until the oldest acquisition in the window has aged out) until it may go. When
+    the storage cannot be reached it lets the create go (Replicate's own 429 then slows it down).
     """
 
     def __init__(
@@ -84,6 +97,12 @@ class CreateWindow:
 
     async def acquire(self) -> None:
         """Wait for a place in the window and take it."""
-        while not await self._limiter.hit(self._item, self.name):
-            stats = await self._limiter.get_window_stats(self._item, self.name)
+        while True:
+            try:
+                if await self._limiter.hit(self._item, self.name):
+                    return
+                stats = await self._limiter.get_window_stats(self._item, self.name)
+            except Exception as err:
+                log.warning("the shared create window cannot be checked, creating anyway: %s", err)
+                return
             await asyncio.sleep(min(float(self._item.get_expiry()), max(0.01, stats.reset_time - time.time())))

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from pydantic import SecretStr
+from redis.exceptions import RedisError
 
 from core.accounts import AccountService
 from core.billing import Billing
@@ -197,7 +198,13 @@ async def open_services(
     try:
         await prepare_database(db, settings)
         if bus is not None:
-            await bus.start()
+            try:
+                await bus.start()
+            except (RedisError, OSError) as err:
+                raise ConfigError(
+                    f"Redis at {settings.redis.url.split('@')[-1]} does not answer ({err}): start it, or set "
+                    "events.backend: local (one replica)"
+                ) from err
         trainer: ReplicateTrainer | None = None
         replicate: ReplicateProvider | None = None
         if provider is None:

@@ -82,7 +82,13 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, grant: 
     services = request.app[SERVICES]
     settings = request.app[SETTINGS].viewers
     metrics = request.app[METRICS]
-    sub = await services.hub.open(channel(grant.account_id, grant.conversation_id))
+    try:
+        sub = await services.hub.open(channel(grant.account_id, grant.conversation_id))
+    except Exception:  # the shared bus (Redis) cannot be reached: the viewer reconnects later
+        log.exception("could not subscribe a viewer to %s", grant.conversation_id)
+        await ws.send_str(_event("error", error={"code": "unavailable", "message": "live updates are unavailable"}))
+        await ws.close(code=1011, message=b"events unavailable")
+        return
     metrics.viewers.inc()
     request.app[VIEWER_SOCKETS].add(ws)
     pump: asyncio.Task[None] | None = None

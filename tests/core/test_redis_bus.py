@@ -161,3 +161,23 @@ async def test_the_create_window_is_shared_and_never_exceeded(redis_url: str, re
     assert times[-1] - began >= 1.9  # three windows' worth
     for i in range(len(times) - 3):
         assert times[i + 3] - times[i] >= 0.95, times  # never four in one second
+
+
+async def test_without_redis_limits_let_requests_through_and_the_server_says_why_it_cannot_start(
+    tmp_path: Path, replicate_fake: FakeReplicate
+) -> None:
+    from core.errors import ConfigError
+
+    nowhere = "redis://127.0.0.1:1/0"
+    limits = RateLimits(RateLimitSettings(tool_calls_per_account="1/minute"), storage_for(nowhere, "x:"))
+    for _ in range(3):
+        await limits.check("tool_calls_per_account", "account:1")  # Redis is down: limits do not stop the service
+    assert limits.unchecked == 3
+    await CreateWindow(storage_for(nowhere, "x:"), 1).acquire()  # nor Replicate creates
+
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", tmp_path, events={"backend": "redis"},
+                             redis={"url": nowhere})  # fmt: skip
+    with pytest.raises(ConfigError, match="does not answer") as err:
+        async with open_services(settings, secrets=Secrets(REPLICATE_API_TOKEN=replicate_fake.token)):
+            pass
+    assert "events.backend: local" in err.value.message

@@ -86,6 +86,8 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     port = free_port()
     settings = make_settings(database_url, tmp_path, server={"public_url": f"http://127.0.0.1:{port}"})
     settings.tools.max_wait_seconds = 2
+    settings.rate_limits.per_address = settings.rate_limits.api_per_account = "1000000/minute"  # fuzz the handlers
+    settings.rate_limits.tool_calls_per_account = settings.rate_limits.checkout_per_address = "1000000/minute"
     settings.stripe.api_base = stripe_fake.base_url
     settings.stripe.max_network_retries = 0
     secrets = Secrets(
