@@ -125,6 +125,71 @@ async def discord_fake() -> AsyncIterator[Any]:
             await ws.close()
 
 
+#: ``SHOWME_TEST_BACKENDS=redis,s3`` runs every test built on ``make_settings`` with the several-replica
+#: backends: events through Redis (a key prefix per test) and media in a bucket of moto's S3 server (one per test).
+TEST_BACKENDS = {name.strip() for name in os.environ.get("SHOWME_TEST_BACKENDS", "").split(",") if name.strip()}
+_moto: dict[str, str] = {}
+
+
+def _moto_endpoint() -> str:
+    """moto's S3 server for ``SHOWME_TEST_BACKENDS=s3``, started once (it ends with the test process)."""
+    if not _moto:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        from tests.fakes.serve import free_port
+
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        port = free_port()
+        import atexit
+
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        atexit.register(proc.terminate)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        _moto["url"] = url
+    return _moto["url"]
+
+
+def _backend_settings() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if "redis" in TEST_BACKENDS:
+        values["events"] = {"backend": "redis"}
+        values["redis"] = {"url": REDIS_URL, "key_prefix": f"showme-test-{uuid.uuid4().hex[:10]}:"}
+    if "s3" in TEST_BACKENDS:
+        import boto3
+
+        endpoint, bucket = _moto_endpoint(), f"showme-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+        values["media"] = {"backend": "s3", "s3": {"endpoint_url": endpoint, "bucket": bucket,
+                                                     "addressing_style": "path", "serve": "stream"}}  # fmt: skip
+    return values
+
+
+def backend_environment(tmp_path: Path) -> dict[str, str]:
+    """``SHOWME_TEST_BACKENDS`` as the environment of a ``showme`` process (``_backend_settings``)."""
+    env: dict[str, str] = {}
+    for section, values in _backend_settings().items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                env.update({f"SHOWME_{section}__{key}__{k}".upper(): str(v) for k, v in value.items()})
+            else:
+                env[f"SHOWME_{section}__{key}".upper()] = str(value)
+    if "SHOWME_MEDIA__S3__BUCKET" in env:
+        env["SHOWME_MEDIA__S3__LOCAL_CACHE"] = str(tmp_path / "media-cache")
+        env.update(AWS_ACCESS_KEY_ID=os.environ["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=os.environ["AWS_SECRET_ACCESS_KEY"])
+    return env
+
+
 def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database": {"url": database_url},
@@ -138,6 +203,10 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "replicate": {"wait_seconds": 5, "timeout_seconds": 10},
         "prompts": {"blocked_terms": ["gore"]},
     }
+    for key, value in _backend_settings().items():
+        values[key] = {**values.get(key, {}), **value}
+    if "media" in values and "s3" in values["media"]:
+        values["media"]["s3"]["local_cache"] = str(tmp_path / "media-cache")
     for key, value in overrides.items():
         values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
     return load_settings(None, **values)

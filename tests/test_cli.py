@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from storage.db import Database, create_engine
 from storage.models import Job
+from tests.conftest import backend_environment
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.serve import free_port
 from tests.fakes.stripe import FakeStripe
@@ -70,6 +71,7 @@ def cli(database_url: str, tmp_path: Path, replicate_fake: FakeReplicate) -> Cli
         SHOWME_MEDIA__ROOT=str(tmp_path / "media"),
         SHOWME_SERVER__SECRET_KEY_FILE=str(tmp_path / "secret_key"),
         SHOWME_GENERATION__DOWNLOAD_BACKOFF_SECONDS="[0.01, 0.02]",
+        **backend_environment(tmp_path),
     )
     return Cli(env, tmp_path)
 

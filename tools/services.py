@@ -171,6 +171,32 @@ def build_services(
     )  # fmt: skip
 
 
+async def _start_bus(bus: RedisBus, settings: Settings) -> None:
+    """Start the Redis bus; raises ``ConfigError`` naming Redis when it does not answer."""
+    try:
+        await bus.start()
+    except (RedisError, OSError) as err:
+        raise ConfigError(
+            f"Redis at {settings.redis.url.split('@')[-1]} does not answer ({err}): start it, or set "
+            "events.backend: local (one replica)"
+        ) from err
+
+
+def _replicate(settings: Settings, secrets: Secrets) -> ReplicateProvider:
+    """Replicate with ``REPLICATE_API_TOKEN``, its create window shared through Redis when events are."""
+    redis_url = _redis_url(settings)
+    window = None
+    if redis_url is not None:
+        storage = storage_for(redis_url, settings.redis.key_prefix)
+        window = CreateWindow(storage, settings.replicate.max_creates_per_minute)
+    return ReplicateProvider(
+        settings.replicate, _secret(secrets.replicate_api_token),
+        download_workers=settings.generation.concurrent_video_downloads,
+        download_megabytes_per_second=settings.generation.video_download_megabytes_per_second,
+        create_window=window,
+    )  # fmt: skip
+
+
 @asynccontextmanager
 async def open_services(
     settings: Settings,
@@ -186,7 +212,8 @@ async def open_services(
     ``provider`` (images) and ``payments`` replace Replicate and Stripe (built from ``secrets``) when given.
 
     Raises:
-        ConfigError: a PostgreSQL database behind the code's migrations.
+        ConfigError: a PostgreSQL database behind the code's migrations; Redis not answering
+            (``events.backend: redis``).
     """
     secrets = secrets or load_secrets()
     db = Database(
@@ -198,28 +225,13 @@ async def open_services(
     try:
         await prepare_database(db, settings)
         if bus is not None:
-            try:
-                await bus.start()
-            except (RedisError, OSError) as err:
-                raise ConfigError(
-                    f"Redis at {settings.redis.url.split('@')[-1]} does not answer ({err}): start it, or set "
-                    "events.backend: local (one replica)"
-                ) from err
-        trainer: ReplicateTrainer | None = None
+            await _start_bus(bus, settings)
         replicate: ReplicateProvider | None = None
         if provider is None:
-            redis_url = _redis_url(settings)
-            replicate = ReplicateProvider(
-                settings.replicate, _secret(secrets.replicate_api_token),
-                download_workers=settings.generation.concurrent_video_downloads,
-                download_megabytes_per_second=settings.generation.video_download_megabytes_per_second,
-                create_window=None if redis_url is None else CreateWindow(
-                    storage_for(redis_url, settings.redis.key_prefix), settings.replicate.max_creates_per_minute
-                ),
-            )  # fmt: skip
+            replicate = _replicate(settings, secrets)
             hf = HuggingFaceProvider(settings.huggingface, _secret(secrets.hf_token))
             provider = FailoverProvider({"replicate": replicate, "hf": hf}, settings.failover)
-            trainer = ReplicateTrainer(replicate)
+        trainer = ReplicateTrainer(replicate) if replicate is not None else None
         payments = payments or StripePayments(
             settings.stripe, _secret(secrets.stripe_secret_key), _secret(secrets.stripe_webhook_secret)
         )

@@ -49,7 +49,7 @@ async def test_imagine_defers_then_sends_the_image_with_persistent_buttons(dc: D
         f"showme:edit:remove_background:{job_id}", f"showme:edit:animate:{job_id}",
     ]  # fmt: skip
     job = await dc.services.generation.get(job_id)
-    assert data == dc.services.blobs.local_path(job.assets[0].blob_key).read_bytes()
+    assert data == await dc.services.blobs.get(job.assets[0].blob_key)
     assert job.source == "discord" and job.charged == 1
 
 

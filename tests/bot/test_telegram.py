@@ -43,7 +43,7 @@ async def test_imagine_sends_upload_action_then_the_stored_photo_with_buttons(tg
     async with tg.services.db.read() as session:
         job_id = await session.scalar(select(Job.id).where(Job.account_id == account_id))
     job = await tg.services.generation.get(str(job_id))
-    stored = tg.services.blobs.local_path(job.assets[0].blob_key).read_bytes()
+    stored = await tg.services.blobs.get(job.assets[0].blob_key)
     assert photo.files["photo"] == stored
     assert photo.params["caption"].startswith("black galaxy granite in a modern kitchen")
     assert [(b["text"], b["callback_data"]) for b in buttons(photo)] == [
@@ -100,7 +100,7 @@ async def test_buttons_again_style_original_and_only_for_the_requester(tg: Teleg
     await tg.post(tg.telegram.callback_update(f"o:{job_id}", message))
     [document] = await tg.telegram.wait_for("sendDocument")
     job = await tg.services.generation.get(job_id)
-    assert document.files["document"] == tg.services.blobs.local_path(job.assets[0].blob_key).read_bytes()
+    assert document.files["document"] == await tg.services.blobs.get(job.assets[0].blob_key)
     # 🔁 Again: a new picture with a new seed, same prompt and model.
     await tg.post(tg.telegram.callback_update(f"a:{job_id}", message))
     photos = await tg.telegram.wait_for("sendPhoto", 2)

@@ -153,6 +153,6 @@ async def test_a_flash_plan_video_plays_on_the_gallery(
     job = await services.generation.get(body["job_id"])
     assert (job.status, job.unit, job.charged) == ("succeeded", "video", 1)
     [video] = job.assets
-    assert decode_frames(Path(video.file_path or "")) == 12
+    assert decode_frames(await services.blobs.local_file(video.blob_key)) == 12
     quotas = {q["unit"]: q["remaining"] for q in balance["quotas"]}
     assert quotas["video"] == 0 and quotas["image"] == 8 and balance["credits"] == 10

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -39,14 +38,14 @@ async def test_generate_stores_image_creates_searchable_asset_and_debits_price(
     assert replicate_fake.creates[0]["input"]["aspect_ratio"] == "16:9"
     [asset] = job.assets
     assert asset.url.startswith("http://127.0.0.1:8080/media/")
-    path = Path(asset.file_path or "")
+    path = await services.blobs.local_file(asset.blob_key)  # the file itself, or the bucket's copy here
     assert path.read_bytes() == replicate_fake.files[next(iter(replicate_fake.files))]
     with Image.open(path) as img:
         assert (img.width, img.height) == (asset.width, asset.height) == (64, 48)
     assert asset.mime == "image/webp" and asset.size_bytes == path.stat().st_size
     await services.generation.drain()  # thumbnails are made after the image is delivered
     thumb_key = (await services.library.get(account, asset.id)).thumb_key
-    assert thumb_key and services.blobs.local_path(thumb_key).exists()
+    assert thumb_key and await services.blobs.exists(thumb_key)
     hits = await services.library.search(account, "galaxy granite")
     assert [h.asset.id for h in hits] == [asset.id]
     assert await services.library.search(account, "marble bathroom") == []
@@ -293,7 +292,7 @@ async def test_thumbnails_in_a_worker_process(services: Services, replicate_fake
     job = await generation.generate(account, GenerationRequest(prompt="a thumbnail test"))
     await generation.drain()
     thumb = (await services.library.get(account, job.assets[0].id)).thumb_key
-    assert thumb and services.blobs.local_path(thumb).exists()
+    assert thumb and await services.blobs.exists(thumb)
     await generation.close()
 
 

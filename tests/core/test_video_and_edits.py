@@ -4,7 +4,6 @@ the fake Replicate, which answers with real MP4s and PNGs; what is stored is dec
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -47,10 +46,10 @@ async def test_text_to_video_is_stored_as_a_video_asset_with_poster_and_duration
     [video] = job.assets
     assert (video.kind, video.mime, video.width, video.height) == ("video", "video/mp4", 96, 64)
     assert video.duration_seconds == pytest.approx(1.0) and video.url.endswith(".mp4")
-    path = Path(video.file_path or "")
+    path = await services.blobs.local_file(video.blob_key)
     assert decode_frames(path) == 12 and probe_video(path, 64).width == 96
     assert video.thumb_url is not None  # the poster frame
-    with Image.open(services.blobs.local_path(video.thumb_key or "")) as poster:
+    with Image.open(await services.blobs.local_file(video.thumb_key or "")) as poster:
         assert poster.format == "WEBP" and poster.size == (96, 64)
     assert (await services.credits.balance(account)).credits == 10 + 10 - 5
 
@@ -71,10 +70,11 @@ async def test_edit_uploads_the_library_image_and_stores_the_result(
     [upload] = replicate_fake.uploads.values()
     assert upload[0] == _png() and upload[1] == "input.png"
     [result] = job.assets
-    with Image.open(result.file_path or "") as img:
+    result_path = await services.blobs.local_file(result.blob_key)
+    with Image.open(result_path) as img:
         assert (img.format, img.mode, img.size) == ("PNG", mode, size)
     if mode == "RGBA":
-        with Image.open(result.file_path or "") as img:
+        with Image.open(result_path) as img:
             assert img.getpixel((0, 0))[3] == 0 and img.getpixel((20, 15))[3] == 255  # background gone
     assert (await services.credits.balance(account)).credits == 10 - price
 
@@ -93,7 +93,7 @@ async def test_animate_starts_the_clip_from_the_picture(services: Services, repl
     assert sent["prompt"] == "steam rises from the pot" and "aspect_ratio" not in sent
     assert replicate_fake.input_file(sent["image"]) == _png()
     [video] = job.assets
-    assert video.kind == "video" and decode_frames(Path(video.file_path or "")) == 12
+    assert video.kind == "video" and decode_frames(await services.blobs.local_file(video.blob_key)) == 12
 
 
 async def test_failed_edit_is_refunded_and_bad_inputs_cost_nothing(
