@@ -186,7 +186,8 @@ def backend_environment(tmp_path: Path) -> dict[str, str]:
                 env[f"SHOWME_{section}__{key}".upper()] = str(value)
     if "SHOWME_MEDIA__S3__BUCKET" in env:
         env["SHOWME_MEDIA__S3__LOCAL_CACHE"] = str(tmp_path / "media-cache")
-        env.update(AWS_ACCESS_KEY_ID=os.environ["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=os.environ["AWS_SECRET_ACCESS_KEY"])
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            env[name] = os.environ[name]
     return env
 
 
