@@ -234,7 +234,7 @@ def _job_text(job: JobView, balance: int | None = None) -> str:
         lines.append(f"error: {job.error}")
     for index, asset in enumerate(job.assets, 1):
         length = f", {asset.duration_seconds:g} s" if asset.duration_seconds else ""
-        lines.append(f"{asset.kind} {index}: {asset.file_path}")
+        lines.append(f"{asset.kind} {index}: {asset.file_path or asset.blob_key + ' (in the bucket)'}")
         lines.append(f"  {asset.url}  ({asset.width}×{asset.height} {asset.mime}{length}, {asset.size_bytes} bytes)")
     return "\n".join(lines)
 

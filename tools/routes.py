@@ -102,9 +102,12 @@ async def media(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": content_type, **_MEDIA_HEADERS})
     response.content_length = size
     await response.prepare(request)
-    async for chunk in bucket.stream(key):
-        await response.write(chunk)
-    await response.write_eof()
+    try:
+        async for chunk in bucket.stream(key):
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:  # the browser went away mid-file (aiohttp's ClientConnectionResetError)
+        pass
     return response
 
 
