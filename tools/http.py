@@ -90,8 +90,11 @@ async def authenticate(request: web.Request, scope: str | None = None) -> Caller
         raise Forbidden(f"this API key lacks the {scope!r} scope")
     limits = request.app[SERVICES].rate_limits
     if limits.enabled:
-        tool_call = request.path.startswith(("/tools", "/mcp"))
-        await limits.check("tool_calls_per_account" if tool_call else "api_per_account", f"account:{account_id}")
+        bucket = "tool_calls_per_account" if request.path.startswith(("/tools", "/mcp")) else "api_per_account"
+        if limits.shared:
+            await limits.check(bucket, f"account:{account_id}")
+        else:
+            limits.count(bucket, f"account:{account_id}")
     return Caller(account_id, scopes)
 
 

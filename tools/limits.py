@@ -56,11 +56,14 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
     checkout limit); raises ``RateLimited`` (429) past a limit."""
     limits = request.app[SERVICES].rate_limits
     if limits.enabled and request.path not in EXEMPT:
-        settings = request.app[SETTINGS].rate_limits
-        address = client_address(
-            request.remote, request.headers.get("X-Forwarded-For"), tuple(settings.trusted_proxies)
-        )
+        trusted = request.app[SETTINGS].rate_limits.trusted_proxies
+        address = request.remote or "unknown"
+        if trusted:
+            address = client_address(address, request.headers.get("X-Forwarded-For"), tuple(trusted))
         if request.path == "/checkout/start":
             await limits.check("checkout_per_address", address)
-        await limits.check("per_address", address)
+        if limits.shared:
+            await limits.check("per_address", address)
+        else:
+            limits.count("per_address", address)
     return await handler(request)

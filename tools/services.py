@@ -29,7 +29,7 @@ from core.providers.redis import RedisBus
 from core.providers.replicate import ReplicateProvider
 from core.providers.replicate_training import ReplicateTrainer
 from core.providers.stripe import StripePayments
-from core.rate_limits import CreateWindow, RateLimits, storage_for
+from core.rate_limits import CreateWindow, RateLimits, redis_storage, storage_for
 from core.reports import ReportService
 from core.tools import ToolRegistry
 from core.training import TrainingService
@@ -187,7 +187,7 @@ def _replicate(settings: Settings, secrets: Secrets) -> ReplicateProvider:
     redis_url = _redis_url(settings)
     window = None
     if redis_url is not None:
-        storage = storage_for(redis_url, settings.redis.key_prefix)
+        storage = redis_storage(redis_url, settings.redis.key_prefix)
         window = CreateWindow(storage, settings.replicate.max_creates_per_minute)
     return ReplicateProvider(
         settings.replicate, _secret(secrets.replicate_api_token),

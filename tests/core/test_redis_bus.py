@@ -20,7 +20,7 @@ from core.errors import RateLimited
 from core.events import channel
 from core.generation import GenerationRequest
 from core.providers.redis import RedisBus
-from core.rate_limits import CreateWindow, RateLimits, storage_for
+from core.rate_limits import CreateWindow, LocalLimiter, RateLimits, redis_storage, storage_for
 from tests.conftest import make_settings
 from tests.fakes.replicate import FakeReplicate, make_image
 from tools.services import Services, open_services
@@ -148,7 +148,7 @@ async def test_rate_limits_hold_for_every_replica_together(redis_url: str, redis
 
 
 async def test_the_create_window_is_shared_and_never_exceeded(redis_url: str, redis_prefix: str) -> None:
-    windows = [CreateWindow(storage_for(redis_url, redis_prefix), 3, window_seconds=1) for _ in range(2)]
+    windows = [CreateWindow(redis_storage(redis_url, redis_prefix), 3, window_seconds=1) for _ in range(2)]
     times: list[float] = []
 
     async def create(i: int) -> None:
@@ -173,7 +173,7 @@ async def test_without_redis_limits_let_requests_through_and_the_server_says_why
     for _ in range(3):
         await limits.check("tool_calls_per_account", "account:1")  # Redis is down: limits do not stop the service
     assert limits.unchecked == 3
-    await CreateWindow(storage_for(nowhere, "x:"), 1).acquire()  # nor Replicate creates
+    await CreateWindow(redis_storage(nowhere, "x:"), 1).acquire()  # nor Replicate creates
 
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", tmp_path, events={"backend": "redis"},
                              redis={"url": nowhere})  # fmt: skip
@@ -181,3 +181,17 @@ async def test_without_redis_limits_let_requests_through_and_the_server_says_why
         async with open_services(settings, secrets=Secrets(REPLICATE_API_TOKEN=replicate_fake.token)):
             pass
     assert "events.backend: local" in err.value.message
+
+
+def test_the_local_limiter_lets_a_burst_through_then_one_per_interval() -> None:
+    now = [1000.0]
+    limiter = LocalLimiter(3, 60, clock=lambda: now[0])
+    assert [limiter.hit("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.hit("a") == pytest.approx(20.0)  # one place comes back every 60 / 3 s
+    assert limiter.hit("b") == 0.0  # another key has its own count
+    now[0] += 20
+    assert limiter.hit("a") == 0.0 and limiter.hit("a") == pytest.approx(20.0)
+    now[0] += 600
+    limiter.SWEEP_EVERY = 1
+    limiter.hit("c")
+    assert set(limiter._tat) == {"c"}  # idle keys are forgotten
