@@ -583,6 +583,16 @@ def server_environment(
     }
 
 
+async def upgrade(database_url: str) -> None:
+    """Bring a PostgreSQL bench database to the code's migrations (SQLite upgrades itself)."""
+    from storage import migrate
+    from storage.db import create_engine
+
+    engine = create_engine(database_url)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+
+
 def bench_queries() -> list[str]:
     """The 200 product queries (a) cycles through (fixed seeds: the same in every run)."""
     return [
@@ -648,12 +658,7 @@ async def main(
     base, fake = f"http://127.0.0.1:{ports['showme']}", f"http://127.0.0.1:{ports['fake']}"
     env = server_environment(tmp, base, fake, database_url, server_env)
     if database_url:
-        from storage import migrate
-        from storage.db import create_engine
-
-        engine = create_engine(database_url)
-        await migrate.upgrade(engine)
-        await engine.dispose()
+        await upgrade(database_url)
     account_id, key = await seed(env, 10_000)
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -702,12 +707,7 @@ async def main_replicas(
     }
     env = server_environment(tmp, bases[0], fake, database_url, shared)
     if database_url:
-        from storage import migrate
-        from storage.db import create_engine
-
-        engine = create_engine(database_url)
-        await migrate.upgrade(engine)
-        await engine.dispose()
+        await upgrade(database_url)
     account_id, key = await seed(env, 1000)
     procs: list[subprocess.Popen[bytes]] = []
 

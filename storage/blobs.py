@@ -41,6 +41,16 @@ def content_key(data: bytes, ext: str, *, prefix: str = "") -> tuple[str, str]:
     return f"{prefix}{digest[:2]}/{digest}{ext.lower()}", digest
 
 
+def incoming_path(directory: Path, ext: str) -> Path:
+    """A new, empty file under ``<directory>/.incoming`` with extension ``ext`` (like ``.mp4``), for a file being
+    written before it is stored."""
+    incoming = directory / ".incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=incoming, suffix=ext.lower())
+    os.close(fd)
+    return Path(name)
+
+
 @dataclass(frozen=True)
 class StoredBlob:
     key: str
@@ -113,11 +123,7 @@ class LocalBlobStore:
 
     def temp_path(self, ext: str) -> Path:
         """A new path under ``<root>/.incoming`` (the same file system as the blobs, so ``put_file`` renames)."""
-        incoming = self.root / ".incoming"
-        incoming.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=incoming, suffix=ext.lower())
-        os.close(fd)
-        return Path(name)
+        return incoming_path(self.root, ext)
 
     def _move(self, path: Path, sha256: str, ext: str, prefix: str) -> StoredBlob:
         if not re.fullmatch(r"[0-9a-f]{64}", sha256):

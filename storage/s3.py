@@ -26,7 +26,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from storage.blobs import MEDIA_TYPES, InvalidBlobKey, StoredBlob, check_key, content_key
+from storage.blobs import MEDIA_TYPES, InvalidBlobKey, StoredBlob, check_key, content_key, incoming_path
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 CHUNK_BYTES = 1 << 20
@@ -88,11 +88,7 @@ class S3BlobStore:
 
     def temp_path(self, ext: str) -> Path:
         """A new path under ``<local_cache>/.incoming`` for a file ``put_file`` uploads and removes."""
-        incoming = self.cache / ".incoming"
-        incoming.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=incoming, suffix=ext.lower())
-        os.close(fd)
-        return Path(name)
+        return incoming_path(self.cache, ext)
 
     def _extra(self, key: str) -> dict[str, str]:
         return {

@@ -73,7 +73,7 @@ class RedisBus:
         """Subscribe to the bus channel and start the sender and the listener.
 
         Raises ``redis.exceptions.ConnectionError`` when Redis does not answer (the server does not start)."""
-        await self.redis.ping()
+        await self.ping()
         await self._pubsub.subscribe(self._bus)
         for coro, name in ((self._send_loop(), "redis-sender"), (self._listen_loop(), "redis-listener")):
             task = asyncio.create_task(coro, name=name)
@@ -89,12 +89,13 @@ class RedisBus:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 7
         await self.redis.aclose()
 
     async def ping(self) -> None:
         """Raise the client's error when Redis does not answer."""
-        await self.redis.ping()
+        pong: Any = self.redis.ping()  # redis-py 7 types it for its sync and asyncio clients at once
+        await pong
 
     # EventHub
 
