@@ -92,7 +92,10 @@ class RateLimitSettings(Section):
     enabled: bool = True
     tool_calls_per_account: str = Field(default="300/minute", description="voice tool calls and MCP")
     api_per_account: str = Field(default="600/minute", description="the other authenticated /api/v1 requests")
-    per_address: str = Field(default="1200/minute", description="every request of one client address")
+    per_address: str = Field(
+        default="1200/minute",
+        description="every request of one client address but the platforms' (tool calls, MCP, webhooks)",
+    )
     checkout_per_address: str = Field(
         default="20/minute", description="anonymous payment links (/checkout/start) of one client address"
     )

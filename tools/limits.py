@@ -20,6 +20,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Probes and scrapes, which a load balancer or Prometheus sends often from one address.
 EXEMPT = UNLIMITED
+#: Platforms' calls: voice platforms and webhook senders call from a few addresses for all their customers, so
+#: an address limit would throttle every business at once. Tool calls are limited per account instead, and
+#: webhooks are refused cheaply without their signature.
+PLATFORM_PREFIXES = ("/tools", "/mcp", "/webhooks/")
 
 
 @functools.lru_cache(maxsize=8)
@@ -53,9 +57,10 @@ def client_address(remote: str | None, forwarded_for: str | None, trusted: tuple
 @web.middleware
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count the request against its client address (and ``/checkout/start`` against the stricter anonymous
-    checkout limit); raises ``RateLimited`` (429) past a limit."""
+    checkout limit), unless a platform makes it (``PLATFORM_PREFIXES``); raises ``RateLimited`` (429) past a
+    limit."""
     limits = request.app[SERVICES].rate_limits
-    if limits.enabled and request.path not in EXEMPT:
+    if limits.enabled and request.path not in EXEMPT and not request.path.startswith(PLATFORM_PREFIXES):
         trusted = request.app[SETTINGS].rate_limits.trusted_proxies
         address = request.remote or "unknown"
         if trusted:

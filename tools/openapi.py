@@ -40,7 +40,7 @@ ERROR_TEXT = {
     "says when to try again.",
 }
 
-#: Routes no rate limit applies to (``tools.limits.EXEMPT``).
+#: Routes no rate limit applies to (``tools.limits.EXEMPT``; webhooks are not limited either).
 UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -140,7 +140,7 @@ def _error_statuses(op: Operation) -> list[int]:
         statuses.update((401, 403))
     if "{" in op.path:
         statuses.add(404)
-    if op.path not in UNLIMITED:
+    if op.path not in UNLIMITED and not op.path.startswith("/webhooks/"):
         statuses.add(429)
     return sorted(statuses)
 

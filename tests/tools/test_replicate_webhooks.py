@@ -181,4 +181,4 @@ def test_webhook_route_is_documented(settings: Settings) -> None:
 
     doc = document(OPERATIONS, version="test", server_url="http://127.0.0.1")
     operation = doc["paths"]["/webhooks/replicate"]["post"]
-    assert {"200", "400", "429"} <= set(operation["responses"])
+    assert {"200", "400"} <= set(operation["responses"]) and "429" not in operation["responses"]  # not limited
