@@ -575,3 +575,33 @@ async def test_sigkill_during_a_training_resumes_it_and_charges_once(
     code, out, _ = await cli.run("generate", "the sofa in a white room", "--model", "sofa", "--account", account)
     assert code == 0, out
     assert replicate_fake.creates[-1]["version"] == model["ref"].split(":", 1)[1]
+
+
+async def test_a_revoked_key_is_refused_and_revoking_again_says_so(cli: Cli) -> None:
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    other = str((await cli.json("accounts", "create", "Other"))["account"]["id"])
+    key = await cli.json("keys", "create", "--account", account)
+    code, _out, err = await cli.run("keys", "revoke", str(key["id"]), "--account", other)
+    assert code == 3 and "no unrevoked API key" in _single_error_line(err)  # another account's key: untouched
+    assert (await cli.json("keys", "revoke", str(key["id"]), "--account", account))["revoked"] is True
+    code, _out, err = await cli.run("keys", "revoke", str(key["id"]), "--account", account)
+    assert code == 3 and f"no unrevoked API key {key['id']}" in _single_error_line(err)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = await cli.start("serve", "--port", str(port), SHOWME_SERVER__PUBLIC_URL=base)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def up() -> bool:
+                try:
+                    async with http.get(f"{base}/healthz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await _wait_for(up)
+            async with http.get(f"{base}/api/v1/credits", headers={"Authorization": f"Bearer {key['key']}"}) as r:
+                assert r.status == 401 and (await r.json())["error"]["message"] == "unknown or revoked API key"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.communicate(), 20)
