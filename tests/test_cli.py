@@ -198,6 +198,19 @@ async def _job_row(database_url: str) -> Job | None:
         await db.dispose()
 
 
+async def _serving(http: aiohttp.ClientSession, base: str) -> None:
+    """Wait until the server at ``base`` answers ``/healthz``."""
+
+    async def up() -> bool:
+        try:
+            async with http.get(f"{base}/healthz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await _wait_for(up)
+
+
 async def _wait_for(predicate: Any, timeout: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -362,15 +375,7 @@ async def test_serve_answers_a_tool_call_and_stops_on_sigint(cli: Cli) -> None:
         banner = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         assert f"serving on {base}" in banner and "event loop uvloop" in banner, banner
         async with aiohttp.ClientSession() as http:
-
-            async def healthy() -> bool:
-                try:
-                    async with http.get(f"{base}/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await _wait_for(healthy)
+            await _serving(http, base)
             async with http.ws_connect(f"{base}/ws/calls/call_serve_1?token={link['token']}") as ws:
                 assert (await ws.receive_json(timeout=10))["type"] == "history"
                 async with http.post(
@@ -591,15 +596,7 @@ async def test_a_revoked_key_is_refused_and_revoking_again_says_so(cli: Cli) -> 
     proc = await cli.start("serve", "--port", str(port), SHOWME_SERVER__PUBLIC_URL=base)
     try:
         async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                try:
-                    async with http.get(f"{base}/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await _wait_for(up)
+            await _serving(http, base)
             async with http.get(f"{base}/api/v1/credits", headers={"Authorization": f"Bearer {key['key']}"}) as r:
                 assert r.status == 401 and (await r.json())["error"]["message"] == "unknown or revoked API key"
     finally:
