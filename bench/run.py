@@ -152,8 +152,8 @@ async def seed(env: dict[str, str], assets: int) -> tuple[int, str]:
                     "thumb_key": None, "mime": "image/webp", "size_bytes": 120_000, "width": 1024, "height": 1024,
                     "sha256": digest, "name": f"{color.title()} {material} {product} #{i}",
                     "description": f"{finish.title()} {color} {material} {product}",
-                    "tags": normalize_tags([material, color, product, finish]), "category": material,
-                    "folder": None, "favorite": False, "use_count": 0, "view_count": 0,
+                    "tags": normalize_tags([material, color, product, finish]), "category": "product",
+                    "folder_id": None, "favorite": False, "use_count": 0, "view_count": 0,
                 })  # fmt: skip
             await s.store.assets.add_many(rows, s.clock.now())
     return account.id, key.key

@@ -41,3 +41,20 @@ class DiscordSettings(Section):
     )
     max_queued_per_user: int = Field(default=3, ge=0, le=20)
     progress_seconds: float = Field(default=3, ge=1)
+
+
+class WebAppSettings(Section):
+    """The business web app at ``/app``."""
+
+    enabled: bool = Field(default=True, description="serve the web app at /app")
+    email_sender: str = Field(
+        default="stdout",
+        description="how sign-in and invite emails go out: stdout (printed for the operator), or module:Class of "
+        "an EmailSender (core.teams)",
+    )
+    login_link_minutes: int = Field(default=15, ge=1, le=1440, description="a sign-in link works once, this long")
+    invite_days: int = Field(default=7, ge=1, le=60, description="an invite link works once, this long")
+    session_hours: int = Field(default=12, ge=1, le=720, description="a signed-in browser stays signed in this long")
+    purge_deleted_after_seconds: int = Field(
+        default=600, ge=0, description="a deleted asset's row and unreferenced file go this long after the delete"
+    )

@@ -53,12 +53,14 @@ def balance_text(balance: Balance) -> str:
         lines.append(f"Session: {quota.remaining} {unit}{left}.")
     return "\n".join(lines)
 
+
 def prices_text(catalog: Mapping[str, ModelSpec]) -> str:
     """Each model's price in credits, pictures then videos and edits, in two lines."""
     models = catalog.items()
     images = ", ".join(f"{name} {spec.price}" for name, spec in models if spec.kind == "image")
     others = ", ".join(f"{spec.kind.replace('_', ' ')} {spec.price}" for _, spec in models if spec.kind != "image")
     return f"Credits per image: {images}." + (f"\nVideos and edits: {others}." if others else "")
+
 
 def product_label(product: Product) -> str:
     """A pack or plan as a button label: name, what it gives, price."""
@@ -68,11 +70,13 @@ def product_label(product: Product) -> str:
     videos = f" + {product.videos} videos" if product.videos else ""
     return f"{product.name} hour: {product.images} images{videos} · {price}"
 
+
 def job_failed_text(job: JobView) -> str:
     """The sentence for a failed picture, video or edit (it was not charged)."""
     noun = "video" if job.kind in VIDEO_KINDS else "picture"
     reason = job.error or f"the image service did not return a {noun}"
     return f"Sorry, that {noun} failed: {reason}. You were not charged."
+
 
 def error_text(err: Exception) -> str:
     """The sentence a chat user reads for an error (never a traceback)."""

@@ -34,7 +34,7 @@ from core.catalog_settings import (
     default_plans,
     default_styles,
 )
-from core.chat_settings import DiscordSettings, TelegramSettings
+from core.chat_settings import DiscordSettings, TelegramSettings, WebAppSettings
 from core.deployment_settings import (
     EventSettings,
     MediaSettings,
@@ -203,6 +203,7 @@ class Settings(BaseSettings):
     plans: dict[str, PlanSpec] = Field(default_factory=default_plans)
     stripe: StripeSettings = Field(default_factory=StripeSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    webapp: WebAppSettings = Field(default_factory=WebAppSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -105,9 +105,9 @@ class RateLimitSettings(Section):
         "(e.g. ['10.0.0.0/8']); empty: the connection's address is the client's",
     )
 
-    _rates = field_validator(
-        "tool_calls_per_account", "api_per_account", "per_address", "checkout_per_address"
-    )(_check_rate)
+    _rates = field_validator("tool_calls_per_account", "api_per_account", "per_address", "checkout_per_address")(
+        _check_rate
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -115,5 +115,3 @@ def default_video_and_edit_models() -> dict[str, ModelSpec]:
             description="CodeFormer: restores faces", costs=_costs(replicate={"per_second": "0.000225"}),
         ),
     }  # fmt: skip
-
-

@@ -46,8 +46,11 @@ TRIGGERS: list[re.Pattern[str]] = [
         _I,
     ),
     # colon-led: "draw: a fox", "prompt: a cabin", "video: waves at dusk", "picture this: a red barn"
-    re.compile(r"^(?P<verb>prompt|image|picture|photo|pic|imagine|video|clip|animation)\s*(?:this\s*)?[:=-]\s*"
-               r"(?P<rest>.+)$", _I),
+    re.compile(
+        r"^(?P<verb>prompt|image|picture|photo|pic|imagine|video|clip|animation)\s*(?:this\s*)?[:=-]\s*"
+        r"(?P<rest>.+)$",
+        _I,
+    ),
     re.compile(r"^(?P<verb>picture|imagine)\s+this\s*[,:;-]?\s+(?P<rest>.+)$", _I),
     # "animate this / the last picture (, the waves rolling in)", "animate a dragon flying", "bring it to life"
     re.compile(r"^" + POLITE + r"(?P<verb>animate)\s+(?P<rest>.+)$", _I),
@@ -61,8 +64,16 @@ TRIGGERS: list[re.Pattern[str]] = [
     # "can I get / have a picture of X", "could we have a video of X"
     re.compile(r"^(?:can|could|may)\s+(?:i|we)\s+(?:please\s+)?(?P<verb>get|have)\s+(?P<rest>.+)$", _I),
     # "how about a picture of X", "what about a video of X"
-    re.compile(r"^(?:how|what)\s+about\s+(?P<rest>" + ARTICLE + r"(?:[\w:-]+\s+){0,3}(?:" + IMAGE_NOUN + "|"
-               + VIDEO_NOUN + r")\s+of\s+.+)$", _I),
+    re.compile(
+        r"^(?:how|what)\s+about\s+(?P<rest>"
+        + ARTICLE
+        + r"(?:[\w:-]+\s+){0,3}(?:"
+        + IMAGE_NOUN
+        + "|"
+        + VIDEO_NOUN
+        + r")\s+of\s+.+)$",
+        _I,
+    ),
     # spoken show-and-tell: "let's take a look at X", "check out X", "I'm putting X up on your screen"
     re.compile(
         r"^(?:let'?s|let\s+me|we\s+can|we'?ll|you\s+can)\s+(?P<verb>take\s+a\s+look|have\s+a\s+look|look)\s+at\s+"

@@ -71,6 +71,10 @@ class BlobStore(Protocol):
         """True when the blob is stored."""
         ...
 
+    async def delete(self, key: str) -> None:
+        """Remove the blob (nothing happens when it is absent); raises ``InvalidBlobKey``."""
+        ...
+
     def local_path(self, key: str) -> Path | None:
         """Where the blob lives on this machine, None when it lives elsewhere (a bucket); raises
         ``InvalidBlobKey`` for a key not of ours."""
@@ -159,6 +163,10 @@ class LocalBlobStore:
     async def exists(self, key: str) -> bool:
         """True when the blob is stored."""
         return await asyncio.to_thread(self.local_path(key).exists)
+
+    async def delete(self, key: str) -> None:
+        """Remove the blob's file (nothing happens when it is absent)."""
+        await asyncio.to_thread(self.local_path(key).unlink, missing_ok=True)
 
     async def local_file(self, key: str) -> Path:
         """The blob's file; raises ``FileNotFoundError`` when absent."""

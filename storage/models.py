@@ -28,7 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -192,6 +192,12 @@ class Asset(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "output_index", name="uq_assets_job_output"),
         Index("ix_assets_account_created", "account_id", "created_at"),
+        Index("ix_assets_account_folder", "account_id", "folder_id", "created_at"),
+        Index("ix_assets_account_category", "account_id", "category", "created_at"),
+        Index("ix_assets_account_favorite", "account_id", "favorite", "created_at"),
+        Index("ix_assets_account_uses", "account_id", "use_count"),
+        Index("ix_assets_account_name", "account_id", "name"),
+        Index("ix_assets_blob", "blob_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -211,18 +217,56 @@ class Asset(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[str] = mapped_column(Text, default="")
     category: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    folder: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    folder_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id", ondelete="SET NULL"), nullable=True)
+    folder_ref: Mapped[Folder | None] = relationship(lazy="joined")
     favorite: Mapped[bool] = mapped_column(Boolean, default=False)
+    alt_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    keywords: Mapped[str] = mapped_column(Text, default="", server_default="")
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     model: Mapped[str | None] = mapped_column(String(64), nullable=True)
     use_count: Mapped[int] = mapped_column(Integer, default=0)
     view_count: Mapped[int] = mapped_column(Integer, default=0)
+    download_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Set when deleted: hidden from every read at once; the row and its blob go later (``Library.purge``).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    @property
+    def folder(self) -> str | None:
+        """The name of the asset's folder, or None."""
+        return self.folder_ref.name if self.folder_ref is not None else None
+
+
+class Folder(Base):
+    """A library folder; ``parent_key`` is the parent's id or 0 at the top, so names are unique per parent."""
+
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("account_id", "parent_key", "name", name="uq_folders_account_parent_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id", ondelete="RESTRICT"), nullable=True)
+    parent_key: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AssetTag(Base):
+    """One tag of one asset, for filtering by tag through an index (``assets.tags`` keeps them for display and
+    full-text search)."""
+
+    __tablename__ = "asset_tags"
+    __table_args__ = (Index("ix_asset_tags_account_tag", "account_id", "tag", "asset_id"),)
+
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
 
 
 class AssetUse(Base):
     __tablename__ = "asset_uses"
+    __table_args__ = (Index("ix_asset_uses_account_created", "account_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), index=True)
@@ -230,6 +274,10 @@ class AssetUse(Base):
     kind: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str | None] = mapped_column(String(255), nullable=True)
     conversation_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    agent_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    platform: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    post_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Uses recorded together (same asset, conversation, kind and actor in one write batch) share a row.
     count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
@@ -322,3 +370,7 @@ class RedemptionCode(Base):
     redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     redeemed_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True)
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# Teams (members, login links, shares) live in their own module; imported here so ``Base.metadata`` holds them.
+from storage.team_models import LoginToken, Member, Share  # noqa: E402, F401

@@ -92,7 +92,6 @@ class AssetRecord:
     description: str
     tags: str
     category: str | None
-    folder: str | None
     favorite: bool
     prompt: str | None
     model: str | None
@@ -101,6 +100,12 @@ class AssetRecord:
     created_at: datetime
     updated_at: datetime
     duration_seconds: float | None = None
+    folder_id: int | None = None
+    folder: str | None = None  # the folder's name
+    alt_text: str = ""
+    keywords: str = ""
+    download_count: int = 0
+    deleted_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,12 @@ class S3BlobStore:
         """True when the object is stored."""
         return await asyncio.to_thread(self._head, key) is not None
 
+    async def delete(self, key: str) -> None:
+        """Remove the object and its local copy (S3 answers 204 for an absent key too)."""
+        await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=check_key(key))
+        cached = self.cache / key
+        await asyncio.to_thread(cached.unlink, missing_ok=True)
+
     async def size(self, key: str) -> int | None:
         """The object's size in bytes, None when absent."""
         head = await asyncio.to_thread(self._head, key)

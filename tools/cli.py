@@ -32,6 +32,7 @@ from core.errors import (
     ProviderError,
     ShowmeError,
 )
+from core.library import CATEGORIES
 from tools.version import showme_version
 
 if TYPE_CHECKING:
@@ -486,13 +487,27 @@ def _title(stem: str) -> str:
     return " ".join(words).capitalize() if words else stem
 
 
+def _catalog_category(category: Any, tags: Any) -> tuple[str | None, Any]:
+    """A catalog's category as one of the library's (``Products`` → ``product``) and the tags; a category
+    outside the list becomes a tag instead."""
+    if not category:
+        return None, tags
+    cleaned = str(category).strip().lower()
+    for known in CATEGORIES:
+        if cleaned in (known, f"{known}s"):
+            return known, tags
+    listed = tags.split(",") if isinstance(tags, str) else list(tags or [])
+    return None, [*listed, cleaned]
+
+
 async def cmd_library_import(args: argparse.Namespace, s: Services) -> int:
     await s.accounts.get(args.account)
     directory = Path(args.directory)
     catalog, files = await asyncio.to_thread(_scan, directory)
     created, updated, failed = [], [], []
     for path in files:
-        meta = catalog.get(path.name, {})
+        meta = dict(catalog.get(path.name, {}))
+        category, meta["tags"] = _catalog_category(meta.get("category"), meta.get("tags"))
         try:
             data = await asyncio.to_thread(path.read_bytes)
             asset, is_new = await s.library.import_image(
@@ -501,7 +516,7 @@ async def cmd_library_import(args: argparse.Namespace, s: Services) -> int:
                 name=meta.get("name") or _title(path.stem),
                 description=meta.get("description", ""),
                 tags=meta.get("tags"),
-                category=meta.get("category"),
+                category=category,
                 folder=meta.get("folder")
                 or (str(path.parent.relative_to(directory)) if path.parent != directory else None),
                 thumbnail_pixels=s.settings.media.thumbnail_pixels,

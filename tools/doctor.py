@@ -67,8 +67,14 @@ def check_config(settings: Settings, path: str | None) -> list[Check]:
     if settings.training.owner:
         checks.append(_ok("model training", f"trained models are created under {settings.training.owner} on Replicate"))
     else:
-        checks.append(Check("model training", "off", "training.owner is not set: custom model training is off",
-                            "to turn it on: set training.owner (SHOWME_TRAINING__OWNER) to your Replicate username"))
+        checks.append(
+            Check(
+                "model training",
+                "off",
+                "training.owner is not set: custom model training is off",
+                "to turn it on: set training.owner (SHOWME_TRAINING__OWNER) to your Replicate username",
+            )
+        )
     return checks
 
 
@@ -242,8 +248,12 @@ def check_signing_key(settings: Settings, secrets: Secrets) -> Check:
     """Viewer links and checkout links are signed with SHOWME_SECRET_KEY or the key file."""
     if secrets.secret_key is not None:
         if len(secrets.secret_key.get_secret_value()) < 32:
-            return Check("SHOWME_SECRET_KEY", "warn", "shorter than 32 characters",
-                         "export SHOWME_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+            return Check(
+                "SHOWME_SECRET_KEY",
+                "warn",
+                "shorter than 32 characters",
+                "export SHOWME_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            )
         return _ok("SHOWME_SECRET_KEY", "set (the same value on every replica)")
     if settings.events.backend == "redis":
         return Check("SHOWME_SECRET_KEY", "fail", "not set, with several replicas (events.backend redis)",

@@ -199,7 +199,7 @@ def document(operations: list[Operation], *, version: str, server_url: str) -> d
             "description": (
                 "AI images and videos shown mid-conversation: voice-agent tools, the live call gallery, credits "
                 "and the media library. Authenticate with `Authorization: Bearer <API key>` (or `X-Api-Key`). "
-                "Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`. WebSocket routes (not described "
+                'Errors are `{"error": {"code", "message", "field"?}}`. WebSocket routes (not described '
                 f"by OpenAPI): {', '.join(sockets)}."
             ),
         },

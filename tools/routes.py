@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
 SWAGGER_FILES = {"swagger-ui-bundle.js": "application/javascript", "swagger-ui.css": "text/css"}
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: 200 ``{"status": "ok"}`` while this process answers requests (it asks nothing of the database,
     Redis or the bucket: an orchestrator restarts a replica whose ``/healthz`` fails, and a restart does not

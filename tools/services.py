@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import cast
 
 from pydantic import SecretStr
 from redis.exceptions import RedisError
@@ -21,6 +24,7 @@ from core.events import Broadcast, EventHub, LocalBroadcast, LocalEventHub
 from core.gallery import Gallery
 from core.generation import GenerationService, JobRunner
 from core.library import Library, UseRecorder
+from core.library.manage import LibraryManager
 from core.providers import ImageProvider
 from core.providers.failover import FailoverProvider
 from core.providers.huggingface import HuggingFaceProvider
@@ -31,12 +35,15 @@ from core.providers.replicate_training import ReplicateTrainer
 from core.providers.stripe import StripePayments
 from core.rate_limits import CreateWindow, RateLimits, redis_storage, storage_for
 from core.reports import ReportService
+from core.teams import EmailSender, StdoutEmailSender, Teams
 from core.tools import ToolRegistry
 from core.training import TrainingService
 from core.viewers import ViewerTokens, load_or_create_secret
 from storage import migrate
 from storage.blobs import BlobStore, LocalBlobStore
 from storage.db import Database, create_engine
+from storage.repositories.library import LibraryRepository
+from storage.repositories.teams import TeamRepository
 from storage.store import Store
 
 
@@ -65,6 +72,8 @@ class Services:
     training: TrainingService
     broadcast: Broadcast
     rate_limits: RateLimits
+    manager: LibraryManager
+    teams: Teams
     bus: RedisBus | None = None
     #: The Replicate provider behind ``provider`` (verifies Replicate's webhooks); None when one was given.
     replicate: ReplicateProvider | None = None
@@ -157,6 +166,12 @@ def build_services(
     generation.subscribe(gallery.on_job)
     uses = UseRecorder(store.assets, clock)
     signing_key = load_or_create_secret(_secret(secrets.secret_key), settings.server.secret_key_file)
+    web = settings.webapp
+    teams = Teams(
+        TeamRepository(db), clock, hashlib.sha256(b"links:" + signing_key).digest(), email_sender(web.email_sender),
+        settings.server.public_url, login_ttl=web.login_link_minutes * 60, invite_ttl=web.invite_days * 86400,
+    )  # fmt: skip
+    manager = LibraryManager(library, LibraryRepository(db), purge_after_seconds=web.purge_deleted_after_seconds)
     return Services(
         settings=settings, db=db, store=store, clock=clock, blobs=blobs, credits=credits,
         accounts=AccountService(store.accounts, credits, clock, key_cache_seconds=settings.tools.key_cache_seconds,
@@ -168,7 +183,23 @@ def build_services(
         reports=ReportService(store.reports, settings, clock), models=catalog,
         training=TrainingService(generation, catalog), broadcast=broadcast, bus=bus,
         rate_limits=RateLimits(settings.rate_limits, storage_for(_redis_url(settings), settings.redis.key_prefix)),
+        manager=manager, teams=teams,
     )  # fmt: skip
+
+
+def email_sender(name: str) -> EmailSender:
+    """The configured sender: ``stdout``, or ``module:Class`` built without arguments.
+
+    Raises:
+        ConfigError: the class cannot be imported.
+    """
+    if name == "stdout":
+        return StdoutEmailSender()
+    module, _, attr = name.partition(":")
+    try:
+        return cast(EmailSender, getattr(importlib.import_module(module), attr)())
+    except (ImportError, AttributeError, TypeError, ValueError) as err:
+        raise ConfigError(f"webapp.email_sender {name!r} cannot be loaded ({err}): use stdout or module:Class") from err
 
 
 async def _start_bus(bus: RedisBus, settings: Settings) -> None:

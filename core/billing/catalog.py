@@ -119,8 +119,11 @@ class Catalog:
             "plans": [p.as_json() for p in self.plans()],
             "models": [
                 {
-                    "id": name, "kind": spec.kind, "credits": spec.price,
-                    "unit": "video" if spec.is_video else "image", "description": spec.description,
+                    "id": name,
+                    "kind": spec.kind,
+                    "credits": spec.price,
+                    "unit": "video" if spec.is_video else "image",
+                    "description": spec.description,
                     **({"credits_per_image": spec.price} if spec.kind == "image" else {}),
                 }
                 for name, spec in self.settings.models.items()

@@ -290,7 +290,7 @@ class JobRunner:
             {
                 "account_id": job.account_id, "job_id": job.id, "output_index": index,
                 "kind": "video" if job.kind in VIDEO_KINDS else "image",
-                "name": job.prompt[:120], "description": "", "tags": tags, "category": "generated", "folder": None,
+                "name": job.prompt[:120], "description": "", "tags": tags, "category": "generated", "folder_id": None,
                 "favorite": False, "prompt": job.prompt, "model": job.model, "use_count": 0, "view_count": 0,
                 "created_at": now, "updated_at": now, **blob,
             }

@@ -10,7 +10,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,10 @@ from core.media import NotAnImage, inspect_image
 from storage.blobs import BlobStore
 from storage.records import AssetRecord
 from storage.repositories.assets import AssetRepository
+from storage.repositories.library import LibraryRepository
+
+#: The categories a person gives an asset; showme's own outputs carry ``generated``.
+CATEGORIES = ("product", "marketing", "social", "presentation", "email", "agent")
 
 __all__ = ["USE_KINDS", "AssetView", "Library", "SearchHit", "UseRecorder", "normalize_tags", "query_terms"]
 
@@ -56,6 +60,12 @@ class AssetView:
     file_path: str | None
     created_at: datetime
     duration_seconds: float | None = None
+    folder_id: int | None = None
+    alt_text: str = ""
+    keywords: list[str] = field(default_factory=list)
+    use_count: int = 0
+    view_count: int = 0
+    download_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,9 @@ class Library:
             height=asset.height, blob_key=asset.blob_key, thumb_key=asset.thumb_key, url=self.url_for(asset.blob_key),
             thumb_url=self.url_for(asset.thumb_key) if asset.thumb_key else None,
             file_path=str(path) if path else None, created_at=asset.created_at,
-            duration_seconds=asset.duration_seconds,
+            duration_seconds=asset.duration_seconds, folder_id=asset.folder_id, alt_text=asset.alt_text,
+            keywords=[k for k in asset.keywords.split(",") if k], use_count=asset.use_count,
+            view_count=asset.view_count, download_count=asset.download_count,
         )  # fmt: skip
 
     async def import_image(
@@ -154,6 +166,7 @@ class Library:
         tags: list[str] | str | None = None,
         category: str | None = None,
         folder: str | None = None,
+        alt_text: str = "",
         thumbnail_pixels: int = 512,
     ) -> tuple[AssetView, bool]:
         """Add an uploaded or imported image (its bytes) to the account's library with a thumbnail.
@@ -162,12 +175,18 @@ class Library:
             ``(asset, created)``; the same image imported again returns the existing asset with its
             metadata updated.
 
+        ``folder`` is a folder path (``kitchens/granite``), made when missing; ``category`` one of
+        ``CATEGORIES``.
+
         Raises:
-            InvalidRequest: the bytes are not an image (field ``file``), or ``name`` is empty.
+            InvalidRequest: the bytes are not an image (field ``file``), ``name`` is empty, or ``category`` is
+                not one of ``CATEGORIES``.
         """
         name = " ".join(name.split())[:255]
         if not name:
             raise InvalidRequest("name must not be empty", field="name")
+        if category is not None and category not in CATEGORIES:
+            raise InvalidRequest(f"category must be one of {', '.join(CATEGORIES)}", field="category")
         try:
             info = await asyncio.to_thread(inspect_image, data, thumbnail_pixels)
         except NotAnImage as err:
@@ -178,13 +197,22 @@ class Library:
             "account_id": account_id, "kind": "image", "blob_key": blob.key, "thumb_key": thumb.key,
             "mime": info.mime, "size_bytes": blob.size_bytes, "width": info.width, "height": info.height,
             "sha256": blob.sha256, "name": name, "description": description, "tags": normalize_tags(tags),
-            "category": category, "folder": folder, "favorite": False, "use_count": 0, "view_count": 0,
+            "category": category, "folder_id": await self._folder_id(account_id, folder), "favorite": False,
+            "use_count": 0, "view_count": 0, "alt_text": alt_text[:5000],
         }  # fmt: skip
         asset, created = await self.repository.add_or_update_upload(values, self.clock.now())
         # After the commit, so no search can cache the old library again; an update may also have changed
         # words searches matched before: then every search of the account is forgotten.
         self.invalidate(account_id, [asset] if created else None)
         return self.view(asset), created
+
+    async def _folder_id(self, account_id: int, path: str | None) -> int | None:
+        """The id of the folder at ``path`` (``a/b``, made when missing), None without one."""
+        names = [n for n in (" ".join(part.split())[:120] for part in (path or "").split("/")) if n]
+        if not names:
+            return None
+        folders = LibraryRepository(self.repository.db)
+        return await folders.folder_for_path(account_id, names, self.clock.now())
 
     async def get(self, account_id: int, asset_id: int) -> AssetView:
         """The account's asset.

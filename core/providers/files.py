@@ -22,6 +22,7 @@ from core.providers import OutputReadError, SavedFile
 #: Bytes read and written at a time.
 CHUNK_BYTES = 1024 * 1024
 
+
 def fetch_to_file(
     client: httpx.Client, url: str, path: str, timeout: float, bytes_per_second: float | None = None
 ) -> tuple[int, str]:

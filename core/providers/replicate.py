@@ -59,6 +59,8 @@ SDXL_SIZES: dict[str, tuple[int, int]] = {
     "3:2": (1216, 832),
     "2:3": (832, 1216),
 }
+
+
 class CreateLimiter(Protocol):
     async def acquire(self) -> None:
         """Wait until one more prediction may be created."""

@@ -68,7 +68,14 @@ class ReportRepository:
         finished = ("succeeded", "failed", "canceled")
         in_range = (Job.created_at >= since, Job.created_at < until, Job.status.in_(finished))
         jobs_stmt = select(
-            Job.id, Job.model, Job.kind, Job.status, Job.created_at, Job.unit, Job.charged, Job.provider,
+            Job.id,
+            Job.model,
+            Job.kind,
+            Job.status,
+            Job.created_at,
+            Job.unit,
+            Job.charged,
+            Job.provider,
             Job.cost_microusd,
         ).where(*in_range)
         spends_stmt = (

@@ -1,0 +1,201 @@
+"""library management and teams: folders, asset tags, alt text, keywords, downloads, soft delete, use details;
+members, one-time login links, shares
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+_SEARCHED = "name, description, tags, prompt, keywords, alt_text"
+_VALUES = (
+    "new.id, new.name, new.description, replace(new.tags, ',', ' '), coalesce(new.prompt, ''), "
+    "replace(new.keywords, ',', ' '), new.alt_text"
+)
+SQLITE_SEARCH = [
+    # FTS5 index over the searchable fields; rowid = assets.id. Kept in step by triggers.
+    f"CREATE VIRTUAL TABLE assets_fts USING fts5({_SEARCHED}, tokenize = 'porter unicode61 remove_diacritics 2')",
+    f"INSERT INTO assets_fts(rowid, {_SEARCHED}) SELECT {_VALUES.replace('new.', '')} FROM assets",
+    f"""CREATE TRIGGER assets_fts_ai AFTER INSERT ON assets BEGIN
+        INSERT INTO assets_fts(rowid, {_SEARCHED}) VALUES ({_VALUES});
+    END""",
+    """CREATE TRIGGER assets_fts_ad AFTER DELETE ON assets BEGIN
+        DELETE FROM assets_fts WHERE rowid = old.id;
+    END""",
+    f"""CREATE TRIGGER assets_fts_au AFTER UPDATE OF {_SEARCHED} ON assets BEGIN
+        DELETE FROM assets_fts WHERE rowid = old.id;
+        INSERT INTO assets_fts(rowid, {_SEARCHED}) VALUES ({_VALUES});
+    END""",
+]
+POSTGRES_SEARCH = [
+    """ALTER TABLE assets ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
+        setweight(to_tsvector('english', coalesce(name, '')), 'A') ||
+        setweight(to_tsvector('english', replace(coalesce(tags, ''), ',', ' ')), 'A') ||
+        setweight(to_tsvector('english', replace(coalesce(keywords, ''), ',', ' ')), 'A') ||
+        setweight(to_tsvector('english', coalesce(description, '')), 'B') ||
+        setweight(to_tsvector('english', coalesce(alt_text, '')), 'B') ||
+        setweight(to_tsvector('english', coalesce(prompt, '')), 'C')) STORED""",
+    "CREATE INDEX ix_assets_search_vector ON assets USING gin (search_vector)",
+]
+
+
+def _fk(table: str, column: str, target: str, ondelete: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        [column], [f"{target}.id"], name=op.f(f"fk_{table}_{column}_{target}"), ondelete=ondelete
+    )
+
+
+def _create_team_tables() -> None:
+    op.create_table(
+        "members",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("email", sa.String(254), nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        _fk("members", "account_id", "accounts", "CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_members")),
+        sa.UniqueConstraint("account_id", "email", name="uq_members_account_email"),
+        sa.CheckConstraint("role IN ('owner', 'admin', 'member')", name=op.f("ck_members_role_known")),
+    )
+    op.create_index("ix_members_email", "members", ["email"])
+    op.create_table(
+        "login_tokens",
+        sa.Column("token_hash", sa.String(64), nullable=False),
+        sa.Column("purpose", sa.String(16), nullable=False),
+        sa.Column("email", sa.String(254), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=True),
+        sa.Column("role", sa.String(16), nullable=True),
+        sa.Column("created_by", sa.String(254), nullable=True),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("used_at", sa.DateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        _fk("login_tokens", "account_id", "accounts", "CASCADE"),
+        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_login_tokens")),
+        sa.CheckConstraint("purpose IN ('login', 'invite')", name=op.f("ck_login_tokens_purpose_known")),
+    )
+    op.create_table(
+        "shares",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("asset_id", sa.Integer(), nullable=True),
+        sa.Column("folder_id", sa.Integer(), nullable=True),
+        sa.Column("email", sa.String(254), nullable=False),
+        sa.Column("permission", sa.String(8), nullable=False),
+        sa.Column("created_by", sa.String(254), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        _fk("shares", "account_id", "accounts", "CASCADE"),
+        _fk("shares", "asset_id", "assets", "CASCADE"),
+        _fk("shares", "folder_id", "folders", "CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_shares")),
+        sa.UniqueConstraint("asset_id", "email", name="uq_shares_asset_email"),
+        sa.UniqueConstraint("folder_id", "email", name="uq_shares_folder_email"),
+        sa.CheckConstraint("permission IN ('view', 'use', 'edit')", name=op.f("ck_shares_permission_known")),
+        sa.CheckConstraint("(asset_id IS NULL) <> (folder_id IS NULL)", name=op.f("ck_shares_one_target")),
+    )
+    op.create_index("ix_shares_email", "shares", ["email"])
+
+
+def _create_library_tables() -> None:
+    op.create_table(
+        "folders",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("parent_id", sa.Integer(), nullable=True),
+        sa.Column("parent_key", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(120), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        _fk("folders", "account_id", "accounts", "CASCADE"),
+        _fk("folders", "parent_id", "folders", "RESTRICT"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_folders")),
+        sa.UniqueConstraint("account_id", "parent_key", "name", name="uq_folders_account_parent_name"),
+    )
+    op.create_table(
+        "asset_tags",
+        sa.Column("asset_id", sa.Integer(), nullable=False),
+        sa.Column("tag", sa.String(64), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        _fk("asset_tags", "asset_id", "assets", "CASCADE"),
+        _fk("asset_tags", "account_id", "accounts", "CASCADE"),
+        sa.PrimaryKeyConstraint("asset_id", "tag", name=op.f("pk_asset_tags")),
+    )
+    op.create_index("ix_asset_tags_account_tag", "asset_tags", ["account_id", "tag", "asset_id"])
+
+
+def upgrade() -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        for trigger in ("ai", "ad", "au"):
+            op.execute(f"DROP TRIGGER IF EXISTS assets_fts_{trigger}")
+        op.execute("DROP TABLE IF EXISTS assets_fts")
+    else:
+        op.execute("DROP INDEX IF EXISTS ix_assets_search_vector")
+        op.execute("ALTER TABLE assets DROP COLUMN IF EXISTS search_vector")
+    _create_library_tables()
+    with op.batch_alter_table("assets") as batch:
+        batch.add_column(sa.Column("folder_id", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("alt_text", sa.Text(), nullable=False, server_default=""))
+        batch.add_column(sa.Column("keywords", sa.Text(), nullable=False, server_default=""))
+        batch.add_column(sa.Column("download_count", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("deleted_at", sa.DateTime(), nullable=True))
+        batch.create_foreign_key(op.f("fk_assets_folder_id_folders"), "folders", ["folder_id"], ["id"],
+                                 ondelete="SET NULL")  # fmt: skip
+    # Each distinct folder name becomes a top-level folder of its account.
+    op.execute(
+        "INSERT INTO folders (account_id, parent_key, name, created_at) "
+        "SELECT DISTINCT account_id, 0, substr(folder, 1, 120), CURRENT_TIMESTAMP FROM assets "
+        "WHERE folder IS NOT NULL AND folder <> ''"
+    )
+    op.execute(
+        "UPDATE assets SET folder_id = (SELECT folders.id FROM folders WHERE folders.account_id = assets.account_id "
+        "AND folders.parent_key = 0 AND folders.name = substr(assets.folder, 1, 120)) WHERE folder IS NOT NULL"
+    )
+    _copy_tags()
+    with op.batch_alter_table("assets") as batch:
+        batch.drop_column("folder")
+        for name, columns in _ASSET_INDEXES.items():
+            batch.create_index(name, columns)
+    with op.batch_alter_table("asset_uses") as batch:
+        for column in ("agent_id", "agent_name", "post_id"):
+            batch.add_column(sa.Column(column, sa.String(255), nullable=True))
+        batch.add_column(sa.Column("platform", sa.String(64), nullable=True))
+        batch.create_index("ix_asset_uses_account_created", ["account_id", "created_at"])
+    _create_team_tables()
+    for statement in SQLITE_SEARCH if sqlite else POSTGRES_SEARCH:
+        op.execute(statement)
+
+
+_ASSET_INDEXES = {
+    "ix_assets_account_folder": ["account_id", "folder_id", "created_at"],
+    "ix_assets_account_category": ["account_id", "category", "created_at"],
+    "ix_assets_account_favorite": ["account_id", "favorite", "created_at"],
+    "ix_assets_account_uses": ["account_id", "use_count"],
+    "ix_assets_account_name": ["account_id", "name"],
+    "ix_assets_blob": ["blob_key"],
+}
+
+
+def _copy_tags() -> None:
+    """One ``asset_tags`` row per tag of each asset (``assets.tags`` is comma-separated)."""
+    bind = op.get_bind()
+    rows = [
+        {"asset_id": asset_id, "tag": tag, "account_id": account_id}
+        for asset_id, account_id, tags in bind.execute(sa.text("SELECT id, account_id, tags FROM assets"))
+        for tag in dict.fromkeys(t.strip()[:64] for t in (tags or "").split(","))
+        if tag
+    ]
+    if rows:
+        insert = "INSERT INTO asset_tags (asset_id, tag, account_id) VALUES (:asset_id, :tag, :account_id)"
+        bind.execute(sa.text(insert), rows)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("0008 is not reversible: folders and shares would be lost")

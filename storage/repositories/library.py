@@ -1,0 +1,372 @@
+"""The managed library's SQL: filtered listing with keyset pagination, changing and deleting assets, folders,
+single use records, downloads, and usage statistics.
+
+Listing is one indexed query per page: ``ix_assets_account_*`` serve the folder, category, favorite, most-used
+and name orders, ``ix_asset_tags_account_tag`` the tag filter, and the full-text index ``q``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    cast,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    table,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy import Date as SQLDate
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from storage.db import Database
+from storage.errors import DuplicateKey
+from storage.models import Asset, AssetTag, AssetUse, Folder
+from storage.records import AssetRecord, record
+from storage.repositories import in_session
+from storage.repositories.assets import POSTGRESQL_RANK, SQLITE_RANK, write_tags
+
+SORTS = ("newest", "most_used", "name", "relevance")
+_FTS = table("assets_fts", column("rowid"))
+_CHILD = aliased(Folder)
+
+
+@dataclass(frozen=True)
+class AssetFilter:
+    """What to list: one account's live assets, narrowed by each given field.
+
+    ``folder_id`` 0 means assets in no folder; ``terms`` are full-text prefixes (letters and digits);
+    ``asset_ids`` / ``folder_ids`` restrict to those (shared with a person); ``after`` is the keyset of the
+    last row of the previous page (``(sort value, id)``) or ``(offset,)`` for relevance."""
+
+    account_id: int
+    kind: str | None = None
+    category: str | None = None
+    folder_id: int | None = None
+    tag: str | None = None
+    favorite: bool | None = None
+    terms: tuple[str, ...] = ()
+    asset_ids: tuple[int, ...] | None = None
+    folder_ids: tuple[int, ...] | None = None
+    sort: str = "newest"
+    limit: int = 50
+    after: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class FolderRecord:
+    id: int
+    account_id: int
+    parent_id: int | None
+    name: str
+    created_at: datetime
+    asset_count: int = 0
+
+
+class LibraryRepository:
+    """Managed-library queries; every method is scoped to one account."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- listing ---------------------------------------------------------------------------------------------
+
+    def _conditions(self, f: AssetFilter) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = [Asset.account_id == f.account_id, Asset.deleted_at.is_(None)]
+        if f.kind is not None:
+            where.append(Asset.kind == f.kind)
+        if f.category is not None:
+            where.append(Asset.category == f.category)
+        if f.folder_id is not None:
+            where.append(Asset.folder_id.is_(None) if f.folder_id == 0 else Asset.folder_id == f.folder_id)
+        if f.favorite is not None:
+            where.append(Asset.favorite.is_(f.favorite))
+        if f.tag is not None:
+            tagged = select(AssetTag.asset_id).where(AssetTag.account_id == f.account_id, AssetTag.tag == f.tag)
+            where.append(Asset.id.in_(tagged))
+        if f.asset_ids is not None or f.folder_ids is not None:
+            where.append(or_(Asset.id.in_(f.asset_ids or ()), Asset.folder_id.in_(f.folder_ids or ())))
+        return where
+
+    def _ordered(self, stmt: Select[Any], f: AssetFilter) -> Select[Any]:
+        key, descending = {"newest": (Asset.created_at, True), "most_used": (Asset.use_count, True),
+                           "name": (Asset.name, False)}[f.sort]  # fmt: skip
+        if f.after is not None:
+            after = tuple_(key, Asset.id)
+            stmt = stmt.where(after < tuple_(*f.after) if descending else after > tuple_(*f.after))
+        if descending:
+            return stmt.order_by(key.desc(), Asset.id.desc())
+        return stmt.order_by(key, Asset.id)
+
+    async def list_assets(self, f: AssetFilter) -> tuple[list[AssetRecord], tuple[Any, ...] | None]:
+        """One page of assets and the keyset of the next page (None on the last page)."""
+        where = self._conditions(f)
+        if f.terms:
+            return await self._list_matching(f, where)
+        stmt = self._ordered(select(Asset).where(*where), f).limit(f.limit + 1)
+        async with self.db.read() as session:
+            rows = [record(AssetRecord, a) for a in (await session.scalars(stmt)).unique().all()]
+        if len(rows) <= f.limit:
+            return rows, None
+        last = rows[f.limit - 1]
+        value = {"newest": last.created_at, "most_used": last.use_count, "name": last.name}[f.sort]
+        return rows[: f.limit], (value, last.id)
+
+    async def _list_matching(
+        self, f: AssetFilter, where: list[ColumnElement[bool]]
+    ) -> tuple[list[AssetRecord], tuple[Any, ...] | None]:
+        """Full-text matches of ``f.terms`` under the filters: best first (``relevance``, pages by offset) or in
+        ``f.sort`` order."""
+        offset = int(f.after[0]) if f.sort == "relevance" and f.after else 0
+        if self.db.is_sqlite:
+            params: dict[str, Any] = {"match": " OR ".join(f'"{t}"*' for t in f.terms)}
+            stmt = select(Asset).join(_FTS, _FTS.c.rowid == Asset.id).where(*where, text("assets_fts MATCH :match"))
+            order: list[Any] = [text(SQLITE_RANK), Asset.id.desc()]
+        else:
+            params = {"tsquery": " | ".join(f"{t}:*" for t in f.terms)}
+            stmt = select(Asset).where(*where, text("assets.search_vector @@ to_tsquery('english', :tsquery)"))
+            order = [text(f"{POSTGRESQL_RANK} DESC"), Asset.id.desc()]
+        async with self.db.read() as session:
+            if f.sort == "relevance":
+                stmt = stmt.order_by(*order).offset(offset).limit(f.limit + 1)
+            else:
+                stmt = self._ordered(stmt, f).limit(f.limit + 1)
+            rows = [record(AssetRecord, a) for a in (await session.scalars(stmt, params)).unique().all()]
+        if len(rows) <= f.limit:
+            return rows, None
+        if f.sort == "relevance":
+            return rows[: f.limit], (offset + f.limit,)
+        last = rows[f.limit - 1]
+        value = {"newest": last.created_at, "most_used": last.use_count, "name": last.name}[f.sort]
+        return rows[: f.limit], (value, last.id)
+
+    # -- changes ---------------------------------------------------------------------------------------------
+
+    async def update(self, account_id: int, asset_id: int, values: dict[str, Any], now: datetime) -> AssetRecord | None:
+        """Change the live asset's columns (``values``; ``tags`` comma-separated re-indexes its tags) in one
+        transaction; None when the account has no such live asset. Raises ``DuplicateKey`` for a folder of
+        another account."""
+        async with self.db.write() as session:
+            asset = await session.scalar(
+                select(Asset).where(Asset.id == asset_id, Asset.account_id == account_id, Asset.deleted_at.is_(None))
+            )
+            if asset is None:
+                return None
+            if values.get("folder_id") and await self._foreign_folder(session, account_id, values["folder_id"]):
+                raise DuplicateKey("folder_id")
+            for column, value in values.items():
+                setattr(asset, column, value)
+            asset.updated_at = now
+            await session.flush()
+            await session.refresh(asset, ["folder_ref"])
+            if "tags" in values:
+                await in_session(session, write_tags, [(asset.id, account_id, asset.tags)], replace=True)
+            return record(AssetRecord, asset)
+
+    @staticmethod
+    async def _foreign_folder(session: Any, account_id: int, folder_id: int) -> bool:
+        owner = await session.scalar(select(Folder.account_id).where(Folder.id == folder_id))
+        return bool(owner != account_id)
+
+    async def delete(self, account_id: int, asset_id: int, now: datetime) -> AssetRecord | None:
+        """Hide the live asset from every read (one conditional update); None when there was none."""
+        stmt = (
+            update(Asset)
+            .where(Asset.id == asset_id, Asset.account_id == account_id, Asset.deleted_at.is_(None))
+            .values(deleted_at=now)
+            .returning(*Asset.__table__.c)
+        )
+        async with self.db.write() as session:
+            row = (await session.execute(stmt)).first()
+        return None if row is None else record(AssetRecord, row)
+
+    async def purge(self, deleted_before: datetime, limit: int = 500) -> list[str]:
+        """Remove assets deleted before ``deleted_before`` (their uses and shares go with them) and return the
+        blob keys (files and thumbnails) no remaining asset references: the caller deletes those blobs."""
+        async with self.db.write() as session:
+            gone = (await session.execute(
+                select(Asset.id, Asset.blob_key, Asset.thumb_key)
+                .where(Asset.deleted_at.is_not(None), Asset.deleted_at < deleted_before).limit(limit)
+            )).all()  # fmt: skip
+            if not gone:
+                return []
+            await session.execute(delete(Asset).where(Asset.id.in_([g.id for g in gone])))
+            keys = {k for g in gone for k in (g.blob_key, g.thumb_key) if k}
+            still = set(await session.scalars(select(Asset.blob_key).where(Asset.blob_key.in_(keys))))
+            still |= set(await session.scalars(select(Asset.thumb_key).where(Asset.thumb_key.in_(keys))))
+        return sorted(keys - still)
+
+    # -- uses ------------------------------------------------------------------------------------------------
+
+    async def add_use(self, values: dict[str, Any]) -> bool:
+        """Record one use now (``values``: the ``asset_uses`` columns) and count it on the live asset, in one
+        transaction (downloads on ``download_count``, views on ``view_count``, others on ``use_count``);
+        False when the asset is not live."""
+        counter = {"download": "download_count", "view": "view_count"}.get(values["kind"], "use_count")
+        column = getattr(Asset, counter)
+        bump = (
+            update(Asset)
+            .where(Asset.id == values["asset_id"], Asset.account_id == values["account_id"],
+                   Asset.deleted_at.is_(None))
+            .values({counter: column + values.get("count", 1)})
+        )  # fmt: skip
+        async with self.db.write() as session:
+            if (await session.execute(bump)).rowcount != 1:  # type: ignore[attr-defined]
+                return False  # not live
+            await session.execute(insert(AssetUse).values(**values))
+        return True
+
+    async def uses_of(self, account_id: int, asset_id: int, limit: int) -> list[dict[str, Any]]:
+        """The asset's newest ``limit`` use rows (agent, post and download; views are only counted)."""
+        stmt = (
+            select(AssetUse)
+            .where(AssetUse.account_id == account_id, AssetUse.asset_id == asset_id, AssetUse.kind != "view")
+            .order_by(AssetUse.created_at.desc(), AssetUse.id.desc())
+            .limit(limit)
+        )
+        columns = ("kind", "count", "agent_id", "agent_name", "conversation_id", "platform", "post_id", "actor",
+                   "created_at")  # fmt: skip
+        async with self.db.read() as session:
+            return [{c: getattr(u, c) for c in columns} for u in (await session.scalars(stmt)).all()]
+
+    async def stats(self, account_id: int, since: datetime, until: datetime, top: int) -> dict[str, Any]:
+        """Use figures of the account's live assets in ``[since, until)``: ``top_uses`` and ``top_agent`` as
+        ``[(asset id, n)]`` (agent, post and download uses; agent uses only), ``per_day`` as
+        ``[(day, kind, n)]`` (every kind, views included) and ``totals`` per kind."""
+        live = and_(AssetUse.account_id == account_id, AssetUse.created_at >= since, AssetUse.created_at < until,
+                    exists().where(Asset.id == AssetUse.asset_id, Asset.deleted_at.is_(None)))  # fmt: skip
+        total = func.sum(AssetUse.count)
+        day = cast(AssetUse.created_at, SQLDate) if not self.db.is_sqlite else func.date(AssetUse.created_at)
+
+        def top_by(kinds: tuple[str, ...]) -> Any:
+            return (
+                select(AssetUse.asset_id, total).where(live, AssetUse.kind.in_(kinds))
+                .group_by(AssetUse.asset_id).order_by(total.desc(), AssetUse.asset_id).limit(top)
+            )  # fmt: skip
+
+        async with self.db.read() as session:
+            top_uses = (await session.execute(top_by(("agent", "post", "download")))).all()
+            top_agent = (await session.execute(top_by(("agent",)))).all()
+            per_day = (await session.execute(
+                select(day, AssetUse.kind, total).where(live).group_by(day, AssetUse.kind).order_by(day, AssetUse.kind)
+            )).all()  # fmt: skip
+        totals: dict[str, int] = {}
+        for _, kind, n in per_day:
+            totals[kind] = totals.get(kind, 0) + int(n)
+        return {
+            "top_uses": [(a, int(n)) for a, n in top_uses],
+            "top_agent": [(a, int(n)) for a, n in top_agent],
+            "per_day": [(str(d), k, int(n)) for d, k, n in per_day],
+            "totals": totals,
+        }
+
+    async def records(self, account_id: int, asset_ids: list[int]) -> dict[int, AssetRecord]:
+        """The account's live assets among ``asset_ids``, by id."""
+        stmt = select(Asset).where(Asset.account_id == account_id, Asset.id.in_(asset_ids), Asset.deleted_at.is_(None))
+        async with self.db.read() as session:
+            return {a.id: record(AssetRecord, a) for a in (await session.scalars(stmt)).unique().all()}
+
+    async def tags(self, account_id: int, limit: int = 200) -> list[tuple[str, int]]:
+        """The account's tags with how many assets carry each, most used first."""
+        n = func.count()
+        stmt = (select(AssetTag.tag, n).where(AssetTag.account_id == account_id).group_by(AssetTag.tag)
+                .order_by(n.desc(), AssetTag.tag).limit(limit))  # fmt: skip
+        async with self.db.read() as session:
+            return [(t, int(c)) for t, c in (await session.execute(stmt)).all()]
+
+    # -- folders ---------------------------------------------------------------------------------------------
+
+    async def folders(self, account_id: int) -> list[FolderRecord]:
+        """Every folder of the account with its number of live assets, by name."""
+        count = (select(func.count()).where(Asset.folder_id == Folder.id, Asset.deleted_at.is_(None))
+                 .correlate(Folder).scalar_subquery())  # fmt: skip
+        stmt = select(Folder, count).where(Folder.account_id == account_id).order_by(Folder.name, Folder.id)
+        async with self.db.read() as session:
+            return [FolderRecord(f.id, f.account_id, f.parent_id, f.name, f.created_at, int(c))
+                    for f, c in (await session.execute(stmt)).all()]  # fmt: skip
+
+    async def folder(self, folder_id: int) -> FolderRecord | None:
+        """The folder (of any account), or None."""
+        async with self.db.read() as session:
+            f = await session.get(Folder, folder_id)
+        return None if f is None else FolderRecord(f.id, f.account_id, f.parent_id, f.name, f.created_at)
+
+    async def create_folder(self, account_id: int, name: str, parent_id: int | None, now: datetime) -> FolderRecord:
+        """A new folder; raises ``DuplicateKey`` when its parent already holds one of that name."""
+        try:
+            async with self.db.write() as session:
+                folder = Folder(account_id=account_id, parent_id=parent_id, parent_key=parent_id or 0, name=name,
+                                created_at=now)  # fmt: skip
+                session.add(folder)
+                await session.flush()
+                return FolderRecord(folder.id, account_id, parent_id, name, now)
+        except IntegrityError as err:
+            raise DuplicateKey("name") from err
+
+    async def folder_for_path(self, account_id: int, path: list[str], now: datetime) -> int:
+        """The id of the folder at ``path`` (names from the top), creating what is missing."""
+        parent: int | None = None
+        for name in path:
+            stmt = select(Folder.id).where(Folder.account_id == account_id, Folder.parent_key == (parent or 0),
+                                           Folder.name == name)  # fmt: skip
+            async with self.db.read() as session:
+                found = await session.scalar(stmt)
+            if found is None:
+                try:
+                    found = (await self.create_folder(account_id, name, parent, now)).id
+                except DuplicateKey:  # made meanwhile by another request
+                    async with self.db.read() as session:
+                        found = await session.scalar(stmt)
+            assert found is not None
+            parent = found
+        assert parent is not None
+        return parent
+
+    async def change_folder(self, account_id: int, folder_id: int, values: dict[str, Any]) -> FolderRecord | None:
+        """Rename (``name``) or move (``parent_id``, None for the top) a folder; None when the account has no
+        such folder. Raises ``DuplicateKey`` when the new parent already holds that name."""
+        if "parent_id" in values:
+            values = {**values, "parent_key": values["parent_id"] or 0}
+        try:
+            async with self.db.write() as session:
+                folder = await session.scalar(select(Folder).where(Folder.id == folder_id,
+                                                                   Folder.account_id == account_id))  # fmt: skip
+                if folder is None:
+                    return None
+                for column, value in values.items():
+                    setattr(folder, column, value)
+                await session.flush()
+                return FolderRecord(folder.id, account_id, folder.parent_id, folder.name, folder.created_at)
+        except IntegrityError as err:
+            raise DuplicateKey("name") from err
+
+    async def delete_folder(self, account_id: int, folder_id: int) -> str:
+        """Delete the folder when it holds no live asset and no folder, in one conditional statement:
+        ``deleted``, ``not_empty`` or ``missing``."""
+        empty = and_(
+            ~exists().where(Asset.folder_id == folder_id, Asset.deleted_at.is_(None)),
+            ~exists().where(_CHILD.parent_id == folder_id),
+        )
+        async with self.db.write() as session:
+            done = await session.execute(
+                delete(Folder).where(Folder.id == folder_id, Folder.account_id == account_id, empty)
+            )
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                return "deleted"
+            there = await session.scalar(
+                select(Folder.id).where(Folder.id == folder_id, Folder.account_id == account_id)
+            )
+        return "missing" if there is None else "not_empty"
