@@ -14,7 +14,7 @@ from core.generation import GenerationRequest, JobView
 from tools.dialects import export_tools
 from tools.http import SERVICES, SETTINGS, authenticate, plain, read_json
 from tools.remote import fetch_image
-from tools.schemas import LibraryQuery, ReportQuery, ToolsQuery
+from tools.schemas import ReportQuery, ToolsQuery
 
 
 def _name_from_filename(filename: str) -> str:
@@ -127,7 +127,8 @@ async def get_credits(request: web.Request) -> web.Response:
 
 async def upload_asset(request: web.Request) -> web.Response:
     """``POST /api/v1/library``: multipart with ``file`` (image) and optional ``name``, ``description``,
-    ``tags`` (comma-separated), ``category``, ``folder``. 201 with the asset (200 when already there)."""
+    ``tags`` (comma-separated), ``category``, ``folder`` (a path, made when missing), ``alt_text``. 201 with the
+    asset (200 when already there)."""
     caller = await authenticate(request, "library")
     settings = request.app[SETTINGS]
     if not request.content_type.startswith("multipart/"):
@@ -147,6 +148,7 @@ async def upload_asset(request: web.Request) -> web.Response:
         tags=fields.get("tags"),
         category=fields.get("category") or None,
         folder=fields.get("folder") or None,
+        alt_text=fields.get("alt_text", ""),
         thumbnail_pixels=settings.media.thumbnail_pixels,
     )
     payload = plain(asset)
@@ -167,23 +169,9 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, bytes
         if part.name == "file":
             filename = part.filename or ""
             data = await _read_part(part, max_bytes)
-        elif part.name in ("name", "description", "tags", "category", "folder"):
+        elif part.name in ("name", "description", "tags", "category", "folder", "alt_text"):
             fields[part.name] = (await part.text())[:2000]
     return filename, data, fields
-
-
-async def search_library(request: web.Request) -> web.Response:
-    """``GET /api/v1/library?q=…&limit=…``: the calling account's assets, best match first (newest first
-    without ``q``)."""
-    caller = await authenticate(request)
-    query = _validated(LibraryQuery, dict(request.query))
-    hits = await request.app[SERVICES].library.search(caller.account_id, query.q, limit=query.limit)
-    results = []
-    for hit in hits:
-        asset = plain(hit.asset)
-        asset.pop("file_path", None)
-        results.append({"rank": hit.rank, "asset": asset})
-    return web.json_response({"results": results})
 
 
 async def start_training(request: web.Request) -> web.Response:

@@ -38,13 +38,6 @@ class LedgerQuery(Query):
     limit: int = Field(default=100, ge=1, le=500)
 
 
-class LibraryQuery(Query):
-    """``GET /api/v1/library``: full-text search over names, descriptions, tags and prompts (empty: newest)."""
-
-    q: str = Field(default="", max_length=500)
-    limit: int = Field(default=10, ge=1, le=50)
-
-
 class ReportQuery(Query):
     """``GET /api/v1/admin/report``: jobs created from ``since`` up to (not including) ``until``, UTC days."""
 
@@ -347,5 +340,6 @@ class UploadForm(BaseModel):
     name: str | None = None
     description: str | None = None
     tags: str | None = Field(default=None, description="comma-separated")
-    category: str | None = None
-    folder: str | None = None
+    category: Literal["product", "marketing", "social", "presentation", "email", "agent"] | None = None
+    folder: str | None = Field(default=None, description="a folder path (a/b), made when missing")
+    alt_text: str | None = None

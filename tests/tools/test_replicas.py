@@ -204,7 +204,7 @@ async def test_what_one_replica_does_the_other_shows_serves_and_counts(
             assert event["url"] == answer["image_url"] and event["job_id"] == answer["job_id"]
 
             # A library upload on A is found by a search on B within 1 s (B had cached the empty answer).
-            async with http.get(f"{d.b.base}/api/v1/library?q=calacatta", headers=auth) as r:
+            async with http.get(f"{d.b.base}/api/v1/library/search?q=calacatta", headers=auth) as r:
                 assert (await r.json())["results"] == []
             form = aiohttp.FormData()
             form.add_field("file", make_image("calacatta", 0, "png"), filename="c.png", content_type="image/png")
@@ -214,7 +214,7 @@ async def test_what_one_replica_does_the_other_shows_serves_and_counts(
                 uploaded = (await r.json())["asset"]
             began = time.monotonic()
             while True:
-                async with http.get(f"{d.b.base}/api/v1/library?q=calacatta", headers=auth) as r:
+                async with http.get(f"{d.b.base}/api/v1/library/search?q=calacatta", headers=auth) as r:
                     items = (await r.json())["results"]
                 if items:
                     break
