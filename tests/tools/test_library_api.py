@@ -4,7 +4,6 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from core.clock import ManualClock
@@ -177,7 +176,8 @@ async def test_stats_agree_exactly_with_the_recorded_uses(server: Server, clock:
     assert await download.read() == png((100, 90, 80))
 
     for body, field in [({"kind": "post", "platform": "x"}, "post_id"), ({"kind": "like"}, "kind"),
-                        ({"kind": "agent"}, "agent_id"), ({"kind": "post", "platform": "x", "post_id": "1", "n": 2}, "n")]:  # fmt: skip
+                        ({"kind": "agent"}, "agent_id"),
+                        ({"kind": "post", "platform": "x", "post_id": "1", "n": 2}, "n")]:  # fmt: skip
         bad = await server.client.post(f"/api/v1/library/{granite['id']}/uses", headers=server.auth, json=body)
         assert bad.status == 400 and (await bad.json())["error"]["field"] == field, body
     assert (await server.client.post("/api/v1/library/999999/uses", headers=server.auth,
