@@ -149,6 +149,11 @@ class AccountService:
             raise NotFound(f"account {account_id} does not exist")
         return NewApiKey(id=key_id, account_id=account_id, key=key, prefix=key[:10], scopes=scopes)
 
+    async def api_keys(self, account_id: int) -> list[dict[str, Any]]:
+        """The account's keys (never their text), newest first: ``id``, ``prefix`` (the key's first 10
+        characters), ``name``, ``scopes``, ``created_at``, ``revoked_at``."""
+        return await self.repository.api_keys(account_id)
+
     async def revoke_api_key(self, account_id: int, key_id: int) -> None:
         """Revoke the account's key ``key_id``: refused from now on, here and in every process told by the
         broadcast.

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from core.clock import Clock
 from core.config import ZERO_DECIMAL_CURRENCIES, Settings
-from storage.repositories.reports import ReportData, ReportOrder, ReportRepository
+from storage.repositories.reports import AccountUsage, ReportData, ReportOrder, ReportRepository, account_usage
 
 MICRO = Decimal("0.000001")
 
@@ -150,6 +150,15 @@ class ReportService:
         start_at = datetime.combine(since, time(0), tzinfo=UTC)
         data = await self.repository.load(start_at, datetime.combine(end, time(0), tzinfo=UTC))
         return build(self.settings, data, since, end)
+
+
+    async def account_usage(self, account_id: int, days: int, top: int = 10) -> AccountUsage:
+        """One account's succeeded jobs over the last ``days`` UTC days (today included)
+        (``storage.repositories.reports.account_usage``)."""
+        today = self.clock.now().astimezone(UTC).date()
+        since = datetime.combine(today - timedelta(days=days - 1), time(0), tzinfo=UTC)
+        until = datetime.combine(today + timedelta(days=1), time(0), tzinfo=UTC)
+        return await account_usage(self.repository.db, account_id, since, until, top)
 
 
 def _money(value: Decimal) -> str:

@@ -16,9 +16,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from core.clock import Clock
-from core.config import Secrets, Settings
+from core.config import Secrets, Settings, load_secrets
 from core.errors import ShowmeError
 from core.providers import ImageProvider
+from core.viewers import load_or_create_secret
 from tools.http import SERVICES, SETTINGS, TELEGRAM_BOT, error_response
 from tools.limits import rate_limit_middleware
 from tools.metrics import METRICS, Metrics
@@ -86,7 +87,8 @@ async def uses_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _maintain(app: web.Application) -> None:
-    """Take over jobs whose runner stopped, and write off expired grants, every ``lease_seconds``."""
+    """Take over jobs whose runner stopped, write off expired grants and remove deleted assets' files, every
+    ``lease_seconds``."""
     services = app[SERVICES]
     while True:
         try:
@@ -100,6 +102,11 @@ async def _maintain(app: web.Application) -> None:
                 log.info("wrote off %d expired grant(s)", expired)
         except Exception:
             log.exception("expiring grants failed")
+        try:
+            if purged := await services.manager.purge():
+                log.info("deleted %d file(s) of deleted assets", purged)
+        except Exception:
+            log.exception("purging deleted assets failed")
         await asyncio.sleep(app[SETTINGS].generation.lease_seconds)
 
 
@@ -174,6 +181,13 @@ def create_app(
     app.cleanup_ctx.extend([services_ctx, uses_ctx, maintenance_ctx, telegram_ctx, discord_ctx])
     app.on_shutdown.append(close_viewers)
     add_routes(app)
+    if settings.webapp.enabled:
+        from tools.webapp import create_webapp
+
+        loaded = secrets or load_secrets()
+        explicit = loaded.secret_key.get_secret_value() if loaded.secret_key else None
+        signing_key = load_or_create_secret(explicit, settings.server.secret_key_file)
+        app.add_subapp("/app", create_webapp(settings, signing_key))
     return app
 
 

@@ -107,6 +107,15 @@ class AccountRepository:
         async with self.db.write() as session:
             return (await session.execute(stmt)).scalar_one_or_none()
 
+    async def api_keys(self, account_id: int) -> list[dict[str, Any]]:
+        """The account's keys, newest first: ``id``, ``prefix``, ``name``, ``scopes`` (a list), ``created_at``,
+        ``revoked_at``."""
+        stmt = select(ApiKey).where(ApiKey.account_id == account_id).order_by(ApiKey.id.desc())
+        async with self.db.read() as session:
+            keys = (await session.scalars(stmt)).all()
+        return [{"id": k.id, "prefix": k.prefix, "name": k.name, "scopes": k.scopes.split(),
+                 "created_at": k.created_at, "revoked_at": k.revoked_at} for k in keys]  # fmt: skip
+
     async def key_owner(self, key_hash: str) -> tuple[int, tuple[str, ...]] | None:
         """``(account id, scopes)`` of the unrevoked key with this SHA-256 hex digest, or None."""
         stmt = select(ApiKey.account_id, ApiKey.scopes).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))

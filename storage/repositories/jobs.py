@@ -301,6 +301,17 @@ class JobRepository:
         brought); False when the job finished or has another prediction."""
         return await self.db.run_write(_bind_prediction, job_id, prediction_id)
 
+    async def recent_conversations(self, account_id: int, limit: int) -> list[tuple[str, datetime, int]]:
+        """The account's newest ``limit`` conversations with jobs: ``(conversation id, last job, jobs)``."""
+        last, jobs = func.max(Job.created_at), func.count()
+        stmt = (
+            select(Job.conversation_id, last, jobs)
+            .where(Job.account_id == account_id, Job.conversation_id.is_not(None))
+            .group_by(Job.conversation_id).order_by(last.desc()).limit(limit)
+        )  # fmt: skip
+        async with self.db.read() as session:
+            return [(str(c), at, int(n)) for c, at, n in (await session.execute(stmt)).all()]
+
     async def conversation_account(self, conversation_id: str) -> int | None:
         """The account whose jobs or library pushes served ``conversation_id``."""
         async with self.db.read() as session:

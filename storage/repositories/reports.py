@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Date, cast, func, select
 
 from storage.db import Database
 from storage.models import CreditGrant, Job, LedgerEntry, Order, RedemptionCode
@@ -97,3 +97,39 @@ class ReportRepository:
                     RedemptionCode.order_id.is_not(None)))).all()
             )  # fmt: skip
         return ReportData(jobs, spends, orders, {int(k): str(v) for k, v in codes.items()})
+
+
+@dataclass(frozen=True)
+class AccountUsage:
+    """One account's generation figures: ``outputs`` as ``[(day, job kind, outputs)]`` of succeeded jobs,
+    ``credits`` as ``[(model, credits charged)]``, ``prompts`` as ``[(prompt, jobs)]`` most used first."""
+
+    outputs: list[tuple[str, str, int]]
+    credits: list[tuple[str, int]]
+    prompts: list[tuple[str, int]]
+
+
+async def account_usage(db: Database, account_id: int, since: datetime, until: datetime, top: int) -> AccountUsage:
+    """Succeeded jobs of ``account_id`` created in ``[since, until)``: outputs per UTC day and kind, credits
+    charged per model, and the ``top`` prompts."""
+    day = func.date(Job.created_at) if db.is_sqlite else cast(Job.created_at, Date)
+    done = (Job.account_id == account_id, Job.created_at >= since, Job.created_at < until, Job.status == "succeeded")
+    outputs = func.sum(Job.num_outputs)
+    charged = func.sum(Job.charged)
+    jobs = func.count()
+    async with db.read() as session:
+        per_day = (await session.execute(
+            select(day, Job.kind, outputs).where(*done).group_by(day, Job.kind).order_by(day, Job.kind)
+        )).all()  # fmt: skip
+        credits = (await session.execute(
+            select(Job.model, charged).where(*done, Job.unit == "credit", Job.charge_state == "settled")
+            .group_by(Job.model).order_by(charged.desc(), Job.model)
+        )).all()  # fmt: skip
+        prompts = (await session.execute(
+            select(Job.prompt, jobs).where(*done).group_by(Job.prompt).order_by(jobs.desc(), Job.prompt).limit(top)
+        )).all()  # fmt: skip
+    return AccountUsage(
+        [(str(d), k, int(n)) for d, k, n in per_day],
+        [(m, int(c)) for m, c in credits if c],
+        [(p, int(n)) for p, n in prompts],
+    )
