@@ -65,7 +65,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    return parse_json(await read_body(request, request.app[SETTINGS].tools.max_body_bytes))
+    return parse_json(await read_body(request, request.config_dict[SETTINGS].tools.max_body_bytes))
 
 
 def api_key_from(request: web.Request) -> str | None:

@@ -108,7 +108,7 @@ async def download_asset(request: web.Request) -> web.StreamResponse:
 
 async def attachment(request: web.Request, asset: Any) -> web.StreamResponse:
     """The asset's file with ``Content-Disposition: attachment`` (a bucket's presigned URL: a redirect)."""
-    services = request.app[SERVICES]
+    services = request.config_dict[SERVICES]
     ext = asset.blob_key.rsplit(".", 1)[-1]
     filename = "".join(c if c.isalnum() or c in " -_" else "_" for c in asset.name)[:80].strip() or "asset"
     headers = {"Content-Disposition": f'attachment; filename="{filename}.{ext}"', "Content-Type": asset.mime}

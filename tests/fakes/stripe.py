@@ -61,6 +61,8 @@ class FakeStripe:
         self.requests: list[dict[str, Any]] = []
         self.base_url = ""
         self.fail_next_create = False
+        #: Where the hosted payment page sends ``checkout.session.completed`` (signed), like Stripe's webhook.
+        self.webhook_url: str | None = None
 
     # -- server ------------------------------------------------------------------------------------------------
 
@@ -70,7 +72,38 @@ class FakeStripe:
         app.router.add_get("/v1/checkout/sessions/{id}", self.get_session)
         app.router.add_get("/v1/payment_intents/{id}", self.get_intent)
         app.router.add_get("/v1/balance", self.get_balance)
+        app.router.add_get("/pay/{id}", self.payment_page)
+        app.router.add_post("/pay/{id}", self.pay_and_return)
         return app
+
+    async def payment_page(self, request: web.Request) -> web.Response:
+        """The hosted Checkout page (the buyer's browser, no API key): the amount and a Pay button."""
+        session = self.sessions.get(request.match_info["id"])
+        if session is None:
+            return web.Response(status=404, text="no such checkout session")
+        amount = f"{session['amount_total'] / 100:.2f} {session['currency'].upper()}"
+        return web.Response(content_type="text/html", text=(
+            f"<!doctype html><title>Pay</title><h1>Pay {amount}</h1>"
+            f"<form method=post><button type=submit>Pay {amount}</button></form>"
+        ))  # fmt: skip
+
+    async def pay_and_return(self, request: web.Request) -> web.StreamResponse:
+        """The buyer pays: the session completes, ``checkout.session.completed`` goes to ``webhook_url``
+        (signed), and the browser returns to the session's ``success_url``."""
+        import aiohttp
+
+        session_id = request.match_info["id"]
+        if session_id not in self.sessions:
+            return web.Response(status=404, text="no such checkout session")
+        paid = self.pay(session_id)
+        if self.webhook_url:
+            payload = self.event("checkout.session.completed", paid)
+            async with aiohttp.ClientSession() as http, http.post(
+                self.webhook_url, data=payload,
+                headers={"Stripe-Signature": self.sign(payload), "Content-Type": "application/json"},
+            ) as answer:  # fmt: skip
+                answer.raise_for_status()
+        raise web.HTTPSeeOther(paid["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id))
 
     async def get_balance(self, request: web.Request) -> web.Response:
         """``GET /v1/balance``: what ``showme doctor`` asks to check the key (docs.stripe.com/api/balance)."""
@@ -89,6 +122,8 @@ class FakeStripe:
                 "body": await request.text(),
             }
         )
+        if request.path.startswith("/pay/"):
+            return await handler(request)
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return error(401, "Invalid API Key provided", type_="invalid_request_error")
         return await handler(request)
