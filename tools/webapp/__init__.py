@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session, session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
-from core.config import Settings
+from core.config import ZERO_DECIMAL_CURRENCIES, Settings
 from core.errors import Forbidden, ShowmeError
 from core.teams import Person, can_manage
 from tools.http import SERVICES, SETTINGS
@@ -170,10 +170,18 @@ def create_webapp(settings: Settings, signing_key: bytes) -> web.Application:
         context_processors=[aiohttp_jinja2.request_processor],
     )
     env.filters["day"] = lambda value: value.strftime("%Y-%m-%d %H:%M") if value else ""
+    env.filters["money"] = money
     webapp.router.add_static("/static", HERE / "static", name="static", append_version=True)
     for routes in (auth_pages.ROUTES, library_pages.ROUTES, account_pages.ROUTES):
         webapp.add_routes(routes)
     return webapp
+
+
+def money(amount: int, currency: str) -> str:
+    """An amount in the currency's smallest unit as people read it: ``999, "usd"`` → ``9.99 USD``."""
+    if currency.lower() in ZERO_DECIMAL_CURRENCIES:
+        return f"{amount} {currency.upper()}"
+    return f"{amount / 100:.2f} {currency.upper()}"
 
 
 def settings_of(request: web.Request) -> Settings:
