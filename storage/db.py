@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage.group_commit import WriterClient, WriterStopped
 
@@ -126,6 +126,13 @@ class Database:
         """A read transaction (plain ``BEGIN`` on SQLite: does not take the write lock)."""
         async with self._reader_sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection for a read of one statement: no ORM session (a page of rows built by a session costs
+        more than its query on SQLite)."""
+        async with self.engine.connect() as conn:
+            yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:

@@ -192,6 +192,7 @@ class Asset(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "output_index", name="uq_assets_job_output"),
         Index("ix_assets_account_created", "account_id", "created_at"),
+        Index("ix_assets_account_kind", "account_id", "kind", "created_at"),
         Index("ix_assets_account_folder", "account_id", "folder_id", "created_at"),
         Index("ix_assets_account_category", "account_id", "category", "created_at"),
         Index("ix_assets_account_favorite", "account_id", "favorite", "created_at"),
@@ -254,14 +255,16 @@ class Folder(Base):
 
 class AssetTag(Base):
     """One tag of one asset, for filtering by tag through an index (``assets.tags`` keeps them for display and
-    full-text search)."""
+    full-text search). ``created_at`` repeats the asset's, so the newest assets of a tag are read in index order,
+    whether the tag is on ten assets or on half of them."""
 
     __tablename__ = "asset_tags"
-    __table_args__ = (Index("ix_asset_tags_account_tag", "account_id", "tag", "asset_id"),)
+    __table_args__ = (Index("ix_asset_tags_account_tag", "account_id", "tag", "created_at", "asset_id"),)
 
     asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AssetUse(Base):

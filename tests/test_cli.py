@@ -602,3 +602,36 @@ async def test_a_revoked_key_is_refused_and_revoking_again_says_so(cli: Cli) -> 
     finally:
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.communicate(), 20)
+
+
+async def test_an_owner_signs_in_with_a_link_from_the_command_line(cli: Cli) -> None:
+    """``showme members add`` names the account's owner; ``showme login-link`` prints a link that signs them in
+    to the running server's web app once."""
+    account = str((await cli.json("accounts", "create", "Acme"))["account"]["id"])
+    added = await cli.json("members", "add", "--account", account, "--email", "Olivia@Acme.test")
+    assert added == {"account_id": int(account), "email": "olivia@acme.test", "role": "owner", "added": True}
+    again = await cli.json("members", "add", "--account", account, "--email", "olivia@acme.test", "--role", "member")
+    assert again["added"] is False
+    code, _out, err = await cli.run("members", "add", "--account", account, "--email", "not-an-email")
+    assert code == 2 and "email is not an email address" in _single_error_line(err)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = await cli.start("serve", "--port", str(port), SHOWME_SERVER__PUBLIC_URL=base)
+    try:
+        code, out, _err = await cli.run("login-link", "--email", "olivia@acme.test", SHOWME_SERVER__PUBLIC_URL=base)
+        link = out.split()[0]
+        assert code == 0 and link.startswith(f"{base}/app/login/") and "Acme (owner)" in out
+        for attempt in ("first", "again"):
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+                await _serving(http, base)
+                async with http.get(link) as page:
+                    csrf = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
+                assert csrf is not None
+                async with http.post(link, data={"csrf_token": csrf.group(1)}) as answer:
+                    if attempt == "first":
+                        assert answer.url.path == "/app/library" and "Acme · owner" in await answer.text()
+                    else:
+                        assert answer.status == 400 and "not valid" in await answer.text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.communicate(), 20)

@@ -700,6 +700,50 @@ def _add_integration_commands(commands: Any, group: Group, common: argparse.Argu
     p.set_defaults(handler=cmd_library_search)
 
 
+async def cmd_login_link(args: argparse.Namespace, s: Services) -> int:
+    memberships = await s.teams.memberships(args.email)
+    link = await s.teams.login_link(args.email)
+    accounts = ", ".join(f"{m.account_name} ({m.role})" for m in memberships) or "no account: shared items only"
+    text = f"{link}\n(one sign-in, within {s.settings.webapp.login_link_minutes} minutes; {args.email}: {accounts})"
+    _emit(args, {"email": args.email.strip().lower(), "link": link,
+                 "accounts": [{"id": m.account_id, "name": m.account_name, "role": m.role} for m in memberships]},
+          text)  # fmt: skip
+    return 0
+
+
+async def cmd_members_add(args: argparse.Namespace, s: Services) -> int:
+    await s.accounts.get(args.account)
+    added = await s.teams.add_member(args.account, args.email, args.role)
+    email = args.email.strip().lower()
+    _emit(args, {"account_id": args.account, "email": email, "role": args.role, "added": added},
+          f"{email} is {args.role} of account {args.account}" if added
+          else f"{email} was a member of account {args.account} already (role unchanged)")  # fmt: skip
+    return 0
+
+
+async def cmd_members_list(args: argparse.Namespace, s: Services) -> int:
+    members = await s.teams.members(args.account)
+    _emit(args, {"members": [{"id": m.id, "email": m.email, "role": m.role} for m in members]},
+          "\n".join(f"{m.id}\t{m.role}\t{m.email}" for m in members) or "no members")  # fmt: skip
+    return 0
+
+
+def _add_team_commands(commands: Any, group: Group, common: argparse.ArgumentParser) -> None:
+    """login-link, members."""
+    p = commands.add_parser("login-link", parents=[common], help="a one-time link that signs a person in to /app")
+    p.add_argument("--email", required=True, help="the person's email address")
+    p.set_defaults(handler=cmd_login_link)
+    members = group("members", "the people of an account (web app)")
+    p = members.add_parser("add", parents=[common], help="add a person to an account (e.g. its first owner)")
+    p.add_argument("--account", type=_positive, required=True, help="account id")
+    p.add_argument("--email", required=True)
+    p.add_argument("--role", choices=("owner", "admin", "member"), default="owner")
+    p.set_defaults(handler=cmd_members_add)
+    p = members.add_parser("list", parents=[common], help="an account's members")
+    p.add_argument("--account", type=_positive, required=True, help="account id")
+    p.set_defaults(handler=cmd_members_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``showme`` command line (ARCHITECTURE.md "Public interface")."""
     common = argparse.ArgumentParser(add_help=False)
@@ -720,6 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_money_commands(group, common)
     _add_generation_commands(commands, group, common)
     _add_integration_commands(commands, group, common)
+    _add_team_commands(commands, group, common)
     return parser
 
 

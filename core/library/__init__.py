@@ -140,9 +140,9 @@ class Library:
         """The public URL of a stored blob."""
         return f"{self.media_base_url}/{key}"
 
-    def view(self, asset: AssetRecord) -> AssetView:
-        """The caller's view of a stored asset."""
-        path = self.blobs.local_path(asset.blob_key)
+    def view(self, asset: AssetRecord, *, with_path: bool = True) -> AssetView:
+        """The caller's view of a stored asset (``file_path`` None without ``with_path``: listings)."""
+        path = self.blobs.local_path(asset.blob_key) if with_path else None
         return AssetView(
             id=asset.id, account_id=asset.account_id, kind=asset.kind, name=asset.name,
             description=asset.description, tags=[t for t in asset.tags.split(",") if t], category=asset.category,

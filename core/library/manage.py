@@ -103,14 +103,14 @@ class LibraryManager:
     ) -> Listing:
         """A page of the account's live assets matching every given filter: ``q`` words (full text, prefixes),
         ``kind`` image or video, ``category``, ``folder_id`` (0: in no folder), ``tag``, ``favorite``;
-        ``sort`` newest (default without ``q``), most_used, name, or relevance (default with ``q``); at most
-        ``limit`` (1-100). ``shared``: only these ``(asset ids, folder ids)``.
+        ``sort`` newest (the default), most_used, name, or relevance (with ``q``: every match ranked, slower);
+        at most ``limit`` (1-100). ``shared``: only these ``(asset ids, folder ids)``.
 
         Raises:
             InvalidRequest: a value outside its list, ``relevance`` without ``q``, or a bad ``cursor``.
         """
         terms = tuple(query_terms(q)) if q else ()
-        sort = sort or ("relevance" if terms else "newest")
+        sort = sort or "newest"
         if sort not in SORTS or (sort == "relevance" and not terms):
             raise InvalidRequest("sort must be newest, most_used, name, or relevance with q", field="sort")
         if category is not None and category not in LISTED_CATEGORIES:
@@ -126,7 +126,8 @@ class LibraryManager:
             asset_ids=shared[0] if shared else None, folder_ids=shared[1] if shared else None,
         )  # fmt: skip
         rows, after = await self.repository.list_assets(f)
-        return Listing([self.library.view(r) for r in rows], None if after is None else encode_cursor(sort, after))
+        view = self.library.view
+        return Listing([view(r, with_path=False) for r in rows], None if after is None else encode_cursor(sort, after))
 
     async def update(self, account_id: int, asset_id: int, changes: dict[str, Any]) -> AssetView:
         """Change the asset's ``EDITABLE`` fields (``tags`` a list or comma-separated; ``folder_id`` None takes

@@ -41,14 +41,14 @@ _POSTGRESQL_SEARCH = text(
 )
 
 
-def write_tags(conn: Connection, assets: list[tuple[int, int, str]], *, replace: bool = False) -> None:
-    """Index the tags of ``assets`` (``(asset id, account id, comma-separated tags)`` each) in ``asset_tags``;
-    ``replace`` drops their old tags first."""
+def write_tags(conn: Connection, assets: list[tuple[int, int, str, datetime]], *, replace: bool = False) -> None:
+    """Index the tags of ``assets`` (``(asset id, account id, comma-separated tags, created at)`` each) in
+    ``asset_tags``; ``replace`` drops their old tags first."""
     if replace and assets:
         conn.execute(delete(AssetTag).where(AssetTag.asset_id.in_([a[0] for a in assets])))
     rows = [
-        {"asset_id": asset_id, "account_id": account_id, "tag": tag}
-        for asset_id, account_id, tags in assets
+        {"asset_id": asset_id, "account_id": account_id, "tag": tag, "created_at": created_at}
+        for asset_id, account_id, tags, created_at in assets
         for tag in dict.fromkeys(t[:64] for t in tags.split(",") if t)
     ]
     if rows:
@@ -100,16 +100,17 @@ class AssetRepository:
                 session.add(asset)
             await session.flush()
             await session.refresh(asset, ["folder_ref"])
-            await in_session(session, write_tags, [(asset.id, asset.account_id, asset.tags)], replace=True)
+            await in_session(session, write_tags, [(asset.id, asset.account_id, asset.tags, asset.created_at)],
+                             replace=True)  # fmt: skip
             return record(AssetRecord, asset), existing is None
 
     async def add_many(self, rows: list[dict[str, Any]], now: datetime) -> None:
         """Insert assets (``rows``: column values each, ``created_at`` defaulting to ``now``) and index their
         tags, in one transaction."""
-        stmt = insert(Asset).returning(Asset.id, Asset.account_id, Asset.tags)
+        stmt = insert(Asset).returning(Asset.id, Asset.account_id, Asset.tags, Asset.created_at)
         async with self.db.write() as session:
             made = (await session.execute(stmt, [{"created_at": now, "updated_at": now, **row} for row in rows])).all()
-            await in_session(session, write_tags, [(r.id, r.account_id, r.tags) for r in made])
+            await in_session(session, write_tags, [(r.id, r.account_id, r.tags, r.created_at) for r in made])
 
     async def get(self, asset_id: int) -> AssetRecord | None:
         """The asset, or None."""

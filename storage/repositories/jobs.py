@@ -138,7 +138,7 @@ def _finish(
     if row is None:  # no such job, or it had finished
         return None
     rows = list(conn.execute(_asset_insert(conn), assets)) if assets else []
-    write_tags(conn, [(r.id, r.account_id, r.tags) for r in rows])
+    write_tags(conn, [(r.id, r.account_id, r.tags, r.created_at) for r in rows])
     job = record(JobRecord, row)
     used = (job.cost // job.num_outputs if job.num_outputs else job.cost) * len(assets)
     if facts.get("custom_model"):  # a training: its model is registered and its whole price settled, once

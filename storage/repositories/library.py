@@ -7,7 +7,7 @@ and name orders, ``ix_asset_tags_account_tag`` the tag filter, and the full-text
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +41,25 @@ from storage.repositories.assets import POSTGRESQL_RANK, SQLITE_RANK, write_tags
 
 SORTS = ("newest", "most_used", "name", "relevance")
 _FTS = table("assets_fts", column("rowid"))
+#: A listing's columns: every column ``AssetRecord`` names, and its folder's name (a plain Core select: building
+#: ORM objects for a page of 50 costs more than the query).
+#: In ``AssetRecord``'s field order, so a row is its positional arguments.
+_LISTED = tuple(Folder.name.label("folder") if f.name == "folder" else Asset.__table__.c[f.name]
+                for f in fields(AssetRecord))  # fmt: skip
+
+
+def _listed(where: list[ColumnElement[bool]]) -> Select[Any]:
+    """``SELECT`` the listing columns of the assets matching ``where`` (with their folder's name)."""
+    return select(*_LISTED).outerjoin(Folder, Folder.id == Asset.folder_id).where(*where)
+
+
+def _records(rows: Any) -> list[AssetRecord]:
+    return [AssetRecord(*row) for row in rows]
 _CHILD = aliased(Folder)
+#: Up to this many full-text matches (of every account) are read by id; more are filtered while the account's
+#: index is walked in the sort's order (bench/README.md "Library listing").
+FEW_MATCHES = 1000
+_COUNT_MATCHES = text("SELECT count(*) FROM (SELECT 1 FROM assets_fts WHERE assets_fts MATCH :match LIMIT :few)")
 
 
 @dataclass(frozen=True)
@@ -84,8 +102,14 @@ class LibraryRepository:
 
     # -- listing ---------------------------------------------------------------------------------------------
 
-    def _conditions(self, f: AssetFilter) -> list[ColumnElement[bool]]:
-        where: list[ColumnElement[bool]] = [Asset.account_id == f.account_id, Asset.deleted_at.is_(None)]
+    def _conditions(self, f: AssetFilter, few: bool = False) -> list[Any]:
+        if not few:
+            where: list[Any] = [Asset.account_id == f.account_id, Asset.deleted_at.is_(None)]
+        else:
+            # A few full-text matches: read them by id. SQLite's unary + keeps the planner off the account's
+            # indexes, which would walk the whole account to find them.
+            where = [text("+assets.account_id = :matched_account").bindparams(matched_account=f.account_id),
+                     Asset.deleted_at.is_(None), self._matching(f.terms)]  # fmt: skip
         if f.kind is not None:
             where.append(Asset.kind == f.kind)
         if f.category is not None:
@@ -94,61 +118,91 @@ class LibraryRepository:
             where.append(Asset.folder_id.is_(None) if f.folder_id == 0 else Asset.folder_id == f.folder_id)
         if f.favorite is not None:
             where.append(Asset.favorite.is_(f.favorite))
-        if f.tag is not None:
-            tagged = select(AssetTag.asset_id).where(AssetTag.account_id == f.account_id, AssetTag.tag == f.tag)
-            where.append(Asset.id.in_(tagged))
+        if f.tag is not None and f.sort != "newest":  # newest: the listing is read from the tag's index instead
+            where.append(exists().where(AssetTag.asset_id == Asset.id, AssetTag.tag == f.tag))
         if f.asset_ids is not None or f.folder_ids is not None:
             where.append(or_(Asset.id.in_(f.asset_ids or ()), Asset.folder_id.in_(f.folder_ids or ())))
+        if f.terms and not few:
+            where.append(self._matching(f.terms))
         return where
 
-    def _ordered(self, stmt: Select[Any], f: AssetFilter) -> Select[Any]:
-        key, descending = {"newest": (Asset.created_at, True), "most_used": (Asset.use_count, True),
-                           "name": (Asset.name, False)}[f.sort]  # fmt: skip
+    def _matching(self, terms: tuple[str, ...]) -> Any:
+        """Assets whose searchable text has every one of ``terms`` (as word prefixes)."""
+        if self.db.is_sqlite:
+            match = " AND ".join(f'"{t}"*' for t in terms)
+            return Asset.id.in_(text("SELECT rowid FROM assets_fts WHERE assets_fts MATCH :match")
+                                .bindparams(match=match))  # fmt: skip
+        query = " & ".join(f"{t}:*" for t in terms)
+        return text("assets.search_vector @@ to_tsquery('english', :tsquery)").bindparams(tsquery=query)
+
+    def _plan(self, f: AssetFilter) -> str:
+        """How SQLite reads the page: ``tag`` (the tag's index, newest first), ``text`` (the full-text index,
+        newest first: without a narrow filter its matches come in id order, the order assets were added),
+        ``probe`` (count the full-text matches, then read a few by id or walk the sort's index), ``index``
+        (the account's index for the sort and a narrow filter; PostgreSQL's planner always chooses for
+        itself)."""
+        if f.sort == "newest" and f.tag is not None:
+            return "tag"
+        if not (self.db.is_sqlite and f.terms) or f.sort == "relevance":
+            return "index"
+        narrow = f.folder_id is not None or f.favorite or f.asset_ids is not None or f.folder_ids is not None
+        if narrow:  # the folder's or favorites' index, each row checked against the matches
+            return "index"
+        return "text" if f.sort == "newest" else "probe"
+
+    def _statement(self, f: AssetFilter, plan: str, few: bool = False) -> Select[Any]:
+        """The page's ``SELECT``: ordered by the sort's key then id, after ``f.after``, ``f.limit + 1`` rows;
+        ``few``: the full-text terms match at most ``FEW_MATCHES`` assets."""
+        if plan == "text":
+            match = " AND ".join(f'"{t}"*' for t in f.terms)
+            stmt = _listed(self._conditions(replace(f, terms=()))).join(_FTS, _FTS.c.rowid == Asset.id)
+            stmt = stmt.where(text("assets_fts MATCH :match").bindparams(match=match))
+            if f.after is not None:
+                stmt = stmt.where(Asset.id < f.after[1])
+            return stmt.order_by(_FTS.c.rowid.desc()).limit(f.limit + 1)
+        stmt = _listed(self._conditions(f, few))
+        if f.sort == "relevance":  # every match ranked: slower than a filter (bench/README.md)
+            if self.db.is_sqlite:
+                match = " AND ".join(f'"{t}"*' for t in f.terms)
+                stmt = stmt.join(_FTS, _FTS.c.rowid == Asset.id).where(
+                    text("assets_fts MATCH :ranked").bindparams(ranked=match)
+                )
+                rank = text(SQLITE_RANK)
+            else:
+                query = " & ".join(f"{t}:*" for t in f.terms)
+                rank = text(POSTGRESQL_RANK.replace(":tsquery", ":ranked") + " DESC").bindparams(ranked=query)
+            offset = int(f.after[0]) if f.after else 0
+            return stmt.order_by(rank, Asset.id.desc()).offset(offset).limit(f.limit + 1)
+        if plan == "tag":
+            # Walk the tag's index newest first (a few rows whatever the tag's size), then each asset by id.
+            stmt = stmt.join(AssetTag, AssetTag.asset_id == Asset.id).where(
+                AssetTag.account_id == f.account_id, AssetTag.tag == f.tag
+            )
+            key: Any = AssetTag.created_at
+            ident: Any = AssetTag.asset_id
+        else:
+            key = {"newest": Asset.created_at, "most_used": Asset.use_count, "name": Asset.name}[f.sort]
+            ident = Asset.id
+        descending = f.sort != "name"
         if f.after is not None:
-            after = tuple_(key, Asset.id)
+            after = tuple_(key, ident)
             stmt = stmt.where(after < tuple_(*f.after) if descending else after > tuple_(*f.after))
-        if descending:
-            return stmt.order_by(key.desc(), Asset.id.desc())
-        return stmt.order_by(key, Asset.id)
+        order = (key.desc(), ident.desc()) if descending else (key, ident)
+        return stmt.order_by(*order).limit(f.limit + 1)
 
     async def list_assets(self, f: AssetFilter) -> tuple[list[AssetRecord], tuple[Any, ...] | None]:
         """One page of assets and the keyset of the next page (None on the last page)."""
-        where = self._conditions(f)
-        if f.terms:
-            return await self._list_matching(f, where)
-        stmt = self._ordered(select(Asset).where(*where), f).limit(f.limit + 1)
-        async with self.db.read() as session:
-            rows = [record(AssetRecord, a) for a in (await session.scalars(stmt)).unique().all()]
-        if len(rows) <= f.limit:
-            return rows, None
-        last = rows[f.limit - 1]
-        value = {"newest": last.created_at, "most_used": last.use_count, "name": last.name}[f.sort]
-        return rows[: f.limit], (value, last.id)
-
-    async def _list_matching(
-        self, f: AssetFilter, where: list[ColumnElement[bool]]
-    ) -> tuple[list[AssetRecord], tuple[Any, ...] | None]:
-        """Full-text matches of ``f.terms`` under the filters: best first (``relevance``, pages by offset) or in
-        ``f.sort`` order."""
-        offset = int(f.after[0]) if f.sort == "relevance" and f.after else 0
-        if self.db.is_sqlite:
-            params: dict[str, Any] = {"match": " OR ".join(f'"{t}"*' for t in f.terms)}
-            stmt = select(Asset).join(_FTS, _FTS.c.rowid == Asset.id).where(*where, text("assets_fts MATCH :match"))
-            order: list[Any] = [text(SQLITE_RANK), Asset.id.desc()]
-        else:
-            params = {"tsquery": " | ".join(f"{t}:*" for t in f.terms)}
-            stmt = select(Asset).where(*where, text("assets.search_vector @@ to_tsquery('english', :tsquery)"))
-            order = [text(f"{POSTGRESQL_RANK} DESC"), Asset.id.desc()]
-        async with self.db.read() as session:
-            if f.sort == "relevance":
-                stmt = stmt.order_by(*order).offset(offset).limit(f.limit + 1)
-            else:
-                stmt = self._ordered(stmt, f).limit(f.limit + 1)
-            rows = [record(AssetRecord, a) for a in (await session.scalars(stmt, params)).unique().all()]
+        plan = self._plan(f)
+        async with self.db.connection() as conn:
+            few = False
+            if plan == "probe":
+                match = " AND ".join(f'"{t}"*' for t in f.terms)
+                few = (await conn.scalar(_COUNT_MATCHES, {"match": match, "few": FEW_MATCHES + 1}) or 0) <= FEW_MATCHES
+            rows = _records(await conn.execute(self._statement(f, plan, few)))
         if len(rows) <= f.limit:
             return rows, None
         if f.sort == "relevance":
-            return rows[: f.limit], (offset + f.limit,)
+            return rows[: f.limit], ((int(f.after[0]) if f.after else 0) + f.limit,)
         last = rows[f.limit - 1]
         value = {"newest": last.created_at, "most_used": last.use_count, "name": last.name}[f.sort]
         return rows[: f.limit], (value, last.id)
@@ -173,7 +227,8 @@ class LibraryRepository:
             await session.flush()
             await session.refresh(asset, ["folder_ref"])
             if "tags" in values:
-                await in_session(session, write_tags, [(asset.id, account_id, asset.tags)], replace=True)
+                await in_session(session, write_tags, [(asset.id, account_id, asset.tags, asset.created_at)],
+                                 replace=True)  # fmt: skip
             return record(AssetRecord, asset)
 
     @staticmethod

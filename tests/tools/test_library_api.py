@@ -231,3 +231,43 @@ async def test_favorites_and_much_used_assets_rank_a_little_higher(server: Serve
     assert await twins() == [favorite["id"], plain_one["id"]]  # 1.05 from 3 uses is less than 1.10
     # A clearly better text match still wins over a favorite.
     assert (await order("oak herringbone"))[0] == exact["id"]
+
+
+async def test_every_way_of_reading_pages_through_each_match_once(server: Server, clock: ManualClock) -> None:
+    """Tags, words, folders and sorts each take their own index; paging by cursor finds every match once, in
+    order, whichever is used."""
+    manager, account = server.services.manager, server.account_id
+    folder = await manager.create_folder(account, "Showroom")
+    made = []
+    for i in range(23):
+        clock.advance(seconds=30)
+        tags = ["granite" if i % 3 == 0 else "marble", "promo" if i % 5 == 0 else "catalog"]
+        asset = await upload(server, (i * 9, 200 - i * 7, 60), name=f"{'Black' if i % 2 else 'White'} slab {i:02d}",
+                             tags=",".join(tags))  # fmt: skip
+        if i % 4 == 0:
+            await manager.update(account, asset["id"], {"folder_id": folder.id})
+        for _ in range(i % 6):
+            await manager.record_use(account, asset["id"], "post", {"platform": "x", "post_id": str(i)})
+        made.append((i, tags, asset["id"]))
+    newest = [a for _, _, a in reversed(made)]
+
+    async def every_page(**params: Any) -> list[int]:
+        found, cursor = [], None
+        while True:
+            page = await manager.list_assets(account, limit=4, cursor=cursor, **params)
+            found += [a.id for a in page.assets]
+            if (cursor := page.cursor) is None:
+                return found
+
+    granite = {a for i, tags, a in made if "granite" in tags}
+    assert await every_page(tag="granite") == [a for a in newest if a in granite]
+    black = {a for i, _, a in made if i % 2}
+    assert await every_page(q="black slab") == [a for a in newest if a in black]
+    in_folder = {a for i, _, a in made if i % 4 == 0}
+    assert await every_page(q="slab", folder_id=folder.id) == [a for a in newest if a in in_folder]
+    by_uses = sorted(made, key=lambda m: (m[0] % 6, m[2]), reverse=True)
+    assert await every_page(tag="promo", sort="most_used") == [a for i, t, a in by_uses if "promo" in t]
+    by_name = sorted(made, key=lambda m: (f"{'Black' if m[0] % 2 else 'White'} slab {m[0]:02d}", m[2]))
+    assert await every_page(q="slab", sort="name") == [a for _, _, a in by_name]
+    ranked = await every_page(q="black", sort="relevance")
+    assert sorted(ranked) == sorted(black) and len(ranked) == len(set(ranked))

@@ -123,11 +123,12 @@ def _create_library_tables() -> None:
         sa.Column("asset_id", sa.Integer(), nullable=False),
         sa.Column("tag", sa.String(64), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
         _fk("asset_tags", "asset_id", "assets", "CASCADE"),
         _fk("asset_tags", "account_id", "accounts", "CASCADE"),
         sa.PrimaryKeyConstraint("asset_id", "tag", name=op.f("pk_asset_tags")),
     )
-    op.create_index("ix_asset_tags_account_tag", "asset_tags", ["account_id", "tag", "asset_id"])
+    op.create_index("ix_asset_tags_account_tag", "asset_tags", ["account_id", "tag", "created_at", "asset_id"])
 
 
 def upgrade() -> None:
@@ -174,6 +175,7 @@ def upgrade() -> None:
 
 
 _ASSET_INDEXES = {
+    "ix_assets_account_kind": ["account_id", "kind", "created_at"],
     "ix_assets_account_folder": ["account_id", "folder_id", "created_at"],
     "ix_assets_account_category": ["account_id", "category", "created_at"],
     "ix_assets_account_favorite": ["account_id", "favorite", "created_at"],
@@ -187,13 +189,18 @@ def _copy_tags() -> None:
     """One ``asset_tags`` row per tag of each asset (``assets.tags`` is comma-separated)."""
     bind = op.get_bind()
     rows = [
-        {"asset_id": asset_id, "tag": tag, "account_id": account_id}
-        for asset_id, account_id, tags in bind.execute(sa.text("SELECT id, account_id, tags FROM assets"))
+        {"asset_id": asset_id, "tag": tag, "account_id": account_id, "created_at": created_at}
+        for asset_id, account_id, tags, created_at in bind.execute(
+            sa.text("SELECT id, account_id, tags, created_at FROM assets")
+        )
         for tag in dict.fromkeys(t.strip()[:64] for t in (tags or "").split(","))
         if tag
     ]
     if rows:
-        insert = "INSERT INTO asset_tags (asset_id, tag, account_id) VALUES (:asset_id, :tag, :account_id)"
+        insert = (
+            "INSERT INTO asset_tags (asset_id, tag, account_id, created_at) "
+            "VALUES (:asset_id, :tag, :account_id, :created_at)"
+        )
         bind.execute(sa.text(insert), rows)
 
 
