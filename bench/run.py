@@ -10,6 +10,7 @@
 (c) time-to-screen overhead: viewer receives image_generated − the provider's prediction succeeded.
 (d) 1,000 viewers on one conversation: delay from the tool call to each viewer's receipt.
 (e) show_product_image p99 alone, then while 20 video jobs download 50 MB outputs; the server's RSS meanwhile.
+(f) listing the library with filters at 100,000 assets, server-side (``bench.library``, in this process).
 Every process (fake Replicate, bare handler, showme) is separate; wrk and the bench client share the 2 cores.
 """
 
@@ -728,6 +729,8 @@ async def main_replicas(
 
 
 def report(r: dict[str, Any]) -> str:
+    from bench.library import report as library_report
+
     a, b, c, d = r["a_show_product_image"], r["b_generate_burst"], r["c_time_to_screen"], r["d_viewer_fan_out"]
     e = r["e_video_downloads"]
     ours, bare = a["showme"], a["bare"]
@@ -753,6 +756,7 @@ def report(r: dict[str, Any]) -> str:
             f"while {e['succeeded']}/{e['videos']} videos of {e['video_mb']} MB downloaded (all done after "
             f"{e['videos_done_after_s']} s): {e['p99_ratio']:.2f}x (target <= 2); server RSS at most "
             f"{e['max_rss_mb']:.0f} MB meanwhile (target < 300)",
+            library_report(r["f_library_listing"]),
         ]
     )
 
@@ -760,7 +764,7 @@ def report(r: dict[str, Any]) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", default="abcde", help="which measurements, e.g. 'ab' (default: all)")
+    parser.add_argument("--only", default="abcdef", help="which measurements, e.g. 'ab' (default: all)")
     parser.add_argument(
         "--database-url", help="a PostgreSQL database (default: a fresh SQLite file); each run seeds a new account"
     )
@@ -785,11 +789,18 @@ if __name__ == "__main__":
                           f"p99 {r['p99_ms']:.1f} ms" for r in d["by_replica"]))  # fmt: skip
         Path(REPO / "bench" / "results-replicas.json").write_text(json.dumps(outcome, indent=2) + "\n")
         sys.exit(0)
-    outcome = asyncio.run(main(options.quick, options.only, options.database_url, overrides))
+    outcome = asyncio.run(main(options.quick, options.only, options.database_url, overrides)) if options.only.strip(
+        "f"
+    ) else {}
+    if "f" in options.only:
+        from bench.library import in_server_loop, run
+
+        outcome["f_library_listing"] = in_server_loop(run(100_000, 100 if options.quick else 200, options.database_url))
+        print("f", json.dumps(outcome["f_library_listing"]), flush=True)
     if options.database_url:
         outcome["database"] = "postgresql"
         options.out = options.out.replace("results.json", "results-postgresql.json")
-    if options.only == "abcde":
+    if options.only == "abcdef":
         print(report(outcome))
         Path(options.out).parent.mkdir(parents=True, exist_ok=True)
         Path(options.out).write_text(json.dumps(outcome, indent=2) + "\n")

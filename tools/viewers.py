@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +63,21 @@ async def gallery_page(request: web.Request) -> web.Response:
     )
 
 
-async def _pump(ws: web.WebSocketResponse, sub: Subscription, timeout: float) -> None:
-    """Forward the subscription to the socket; a viewer that cannot keep up is closed (it reconnects)."""
+@functools.lru_cache(maxsize=256)  # one event's text is the same string for every viewer: parsed once
+def _library_asset(data: str) -> int | None:
+    """The asset id of an ``image_from_library`` event's text, else None."""
+    if "image_from_library" not in data:
+        return None
+    try:
+        event = json.loads(data)
+        return int(event["asset_id"]) if event.get("type") == "image_from_library" else None
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+async def _pump(ws: web.WebSocketResponse, sub: Subscription, timeout: float, viewed: Callable[[int], None]) -> None:
+    """Forward the subscription to the socket; a viewer that cannot keep up is closed (it reconnects). Each
+    library asset delivered counts one view (``viewed``)."""
     while True:
         data = await sub.get()
         if data == CLOSED:
@@ -76,6 +91,8 @@ async def _pump(ws: web.WebSocketResponse, sub: Subscription, timeout: float) ->
         except (TimeoutError, ConnectionError, RuntimeError):
             await ws.close(code=1008, message=b"viewer too slow")
             return
+        if (asset_id := _library_asset(data)) is not None:
+            viewed(asset_id)
 
 
 async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, grant: ViewerGrant, inbox: Any = None) -> None:
@@ -95,7 +112,15 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, grant: 
     try:
         items = await services.gallery.history(grant.account_id, grant.conversation_id, settings.history_limit)
         await ws.send_str(_event("history", conversation_id=grant.conversation_id, items=items))
-        pump = asyncio.create_task(_pump(ws, sub, settings.send_timeout_seconds))
+
+        def viewed(asset_id: int) -> None:  # counted in memory, written in batches (core.library.uses)
+            account, conversation = grant.account_id, grant.conversation_id
+            services.uses.add(account, asset_id, "view", actor="gallery", conversation_id=conversation)
+
+        for item in items:
+            if item.get("type") == "image_from_library" and item.get("asset_id"):
+                viewed(int(item["asset_id"]))
+        pump = asyncio.create_task(_pump(ws, sub, settings.send_timeout_seconds, viewed))
         async for msg in inbox if inbox is not None else ws:
             if msg.type == WSMsgType.TEXT and msg.data.strip() == '{"type":"ping"}':
                 await ws.send_str(_event("pong"))
