@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -32,9 +33,30 @@ def _current(connection: Connection) -> str | None:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Apply migrations up to ``revision`` on ``engine``'s database (idempotent)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade, revision)
+    """Apply migrations up to ``revision`` on ``engine``'s database (idempotent).
+
+    On SQLite, foreign keys are off while migrations run, as SQLite's own procedure for changing a table asks
+    (sqlite.org/lang_altertable.html): a table rebuilt by a migration (a batch copy) drops the old one, which
+    with foreign keys on would delete every row that cascades from it. The keys are checked afterwards.
+
+    Raises:
+        RuntimeError: after the migrations, a row of SQLite refers to a row that is not there.
+    """
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, revision)
+        return
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection  # aiosqlite's connection
+        await driver.execute("PRAGMA foreign_keys=OFF")  # outside a transaction, or SQLite ignores it
+        try:
+            async with conn.begin():
+                await conn.run_sync(_upgrade, revision)
+            broken = list(await driver.execute_fetchall("PRAGMA foreign_key_check"))
+        finally:
+            await driver.execute("PRAGMA foreign_keys=ON")
+    if broken:
+        raise RuntimeError(f"after the migrations, {len(broken)} row(s) refer to missing rows: {broken[:5]}")
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

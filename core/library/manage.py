@@ -20,7 +20,8 @@ from core.errors import Conflict, InvalidRequest, NotFound
 from core.library import CATEGORIES, AssetView, Library, normalize_tags
 from core.library.search import query_terms
 from storage.errors import DuplicateKey
-from storage.repositories.library import AssetFilter, FolderRecord, LibraryRepository
+from storage.repositories.folders import FolderRecord
+from storage.repositories.library import AssetFilter, LibraryRepository
 
 log = logging.getLogger(__name__)
 

@@ -141,14 +141,15 @@ def upgrade() -> None:
         op.execute("DROP INDEX IF EXISTS ix_assets_search_vector")
         op.execute("ALTER TABLE assets DROP COLUMN IF EXISTS search_vector")
     _create_library_tables()
+    # SQLite rebuilds the table to add a foreign key (storage.migrate runs this with foreign keys off).
     with op.batch_alter_table("assets") as batch:
         batch.add_column(sa.Column("folder_id", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("alt_text", sa.Text(), nullable=False, server_default=""))
-        batch.add_column(sa.Column("keywords", sa.Text(), nullable=False, server_default=""))
-        batch.add_column(sa.Column("download_count", sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(sa.Column("deleted_at", sa.DateTime(), nullable=True))
         batch.create_foreign_key(op.f("fk_assets_folder_id_folders"), "folders", ["folder_id"], ["id"],
                                  ondelete="SET NULL")  # fmt: skip
+    op.add_column("assets", sa.Column("alt_text", sa.Text(), nullable=False, server_default=""))
+    op.add_column("assets", sa.Column("keywords", sa.Text(), nullable=False, server_default=""))
+    op.add_column("assets", sa.Column("download_count", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("assets", sa.Column("deleted_at", sa.DateTime(), nullable=True))
     # Each distinct folder name becomes a top-level folder of its account.
     op.execute(
         "INSERT INTO folders (account_id, parent_key, name, created_at) "
@@ -160,15 +161,13 @@ def upgrade() -> None:
         "AND folders.parent_key = 0 AND folders.name = substr(assets.folder, 1, 120)) WHERE folder IS NOT NULL"
     )
     _copy_tags()
-    with op.batch_alter_table("assets") as batch:
-        batch.drop_column("folder")
-        for name, columns in _ASSET_INDEXES.items():
-            batch.create_index(name, columns)
-    with op.batch_alter_table("asset_uses") as batch:
-        for column in ("agent_id", "agent_name", "post_id"):
-            batch.add_column(sa.Column(column, sa.String(255), nullable=True))
-        batch.add_column(sa.Column("platform", sa.String(64), nullable=True))
-        batch.create_index("ix_asset_uses_account_created", ["account_id", "created_at"])
+    op.execute("ALTER TABLE assets DROP COLUMN folder")  # SQLite 3.35+ drops a column in place
+    for name, columns in _ASSET_INDEXES.items():
+        op.create_index(name, "assets", columns)
+    for column in ("agent_id", "agent_name", "post_id"):
+        op.add_column("asset_uses", sa.Column(column, sa.String(255), nullable=True))
+    op.add_column("asset_uses", sa.Column("platform", sa.String(64), nullable=True))
+    op.create_index("ix_asset_uses_account_created", "asset_uses", ["account_id", "created_at"])
     _create_team_tables()
     for statement in SQLITE_SEARCH if sqlite else POSTGRES_SEARCH:
         op.execute(statement)
