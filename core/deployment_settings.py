@@ -99,15 +99,18 @@ class RateLimitSettings(Section):
     checkout_per_address: str = Field(
         default="20/minute", description="anonymous payment links (/checkout/start) of one client address"
     )
+    sign_in_per_address: str = Field(
+        default="10/minute", description="sign-in emails asked for on the web app's sign-in page, per client address"
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="addresses or networks of load balancers whose X-Forwarded-For names the client "
         "(e.g. ['10.0.0.0/8']); empty: the connection's address is the client's",
     )
 
-    _rates = field_validator("tool_calls_per_account", "api_per_account", "per_address", "checkout_per_address")(
-        _check_rate
-    )
+    _rates = field_validator(
+        "tool_calls_per_account", "api_per_account", "per_address", "checkout_per_address", "sign_in_per_address"
+    )(_check_rate)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -29,7 +29,7 @@ from core.errors import RateLimited
 log = logging.getLogger(__name__)
 
 #: The request limits by name (``rate_limits.<name>``).
-BUCKETS = ("tool_calls_per_account", "api_per_account", "per_address", "checkout_per_address")
+BUCKETS = ("tool_calls_per_account", "api_per_account", "per_address", "checkout_per_address", "sign_in_per_address")
 
 
 def redis_storage(redis_url: str, prefix: str) -> Storage:

@@ -56,9 +56,9 @@ def client_address(remote: str | None, forwarded_for: str | None, trusted: tuple
 
 @web.middleware
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count the request against its client address (and ``/checkout/start`` against the stricter anonymous
-    checkout limit), unless a platform makes it (``PLATFORM_PREFIXES``); raises ``RateLimited`` (429) past a
-    limit."""
+    """Count the request against its client address (and ``/checkout/start`` and the sign-in page's emails
+    against their stricter limits), unless a platform makes it (``PLATFORM_PREFIXES``); raises ``RateLimited``
+    (429) past a limit."""
     limits = request.app[SERVICES].rate_limits
     if limits.enabled and request.path not in EXEMPT and not request.path.startswith(PLATFORM_PREFIXES):
         trusted = request.app[SETTINGS].rate_limits.trusted_proxies
@@ -67,6 +67,8 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
             address = client_address(address, request.headers.get("X-Forwarded-For"), tuple(trusted))
         if request.path == "/checkout/start":
             await limits.check("checkout_per_address", address)
+        elif request.path == "/app/login" and request.method == "POST":  # each one emails someone
+            await limits.check("sign_in_per_address", address)
         if limits.shared:
             await limits.check("per_address", address)
         else:

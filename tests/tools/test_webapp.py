@@ -115,6 +115,18 @@ async def test_the_sign_in_page_emails_a_link_only_to_known_people(server: Serve
         await browser.close()
 
 
+async def test_sign_in_emails_are_limited_per_address(server: Server, capsys: Any) -> None:
+    await server.services.teams.add_member(server.account_id, "olivia@acme.test", "owner")
+    browser = Browser(server)
+    try:
+        await browser.get("/app/login")
+        statuses = [(await browser.post("/app/login", {"email": "olivia@acme.test"}))[0] for _ in range(11)]
+        assert statuses == [200] * 10 + [429]
+        assert capsys.readouterr().out.count("/app/login/") == 10  # the eleventh sent nothing
+    finally:
+        await browser.close()
+
+
 async def test_every_form_needs_its_csrf_token(server: Server, people: Any) -> None:
     olivia = await people("olivia@acme.test")
     for path, data in [("/app/folders", {"name": "Kitchens"}), ("/app/keys", {"name": "x"}),
