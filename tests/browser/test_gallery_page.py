@@ -4,7 +4,6 @@ package (its own browser download is not used)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,31 +11,15 @@ import pytest
 
 from core.config import Secrets, Settings
 from core.generation import GenerationRequest
+from tests.browser.conftest import BROWSER_MARKS
 from tests.conftest import make_settings
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.serve import free_port
 from tools.app import create_app
 from tools.http import SERVICES
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason="headless browser tests need chromium (apt-get install chromium)"
-    ),
-    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
-]
-playwright_api = pytest.importorskip("playwright.async_api", reason="browser tests need the playwright package")
+pytestmark = BROWSER_MARKS
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
@@ -50,13 +33,6 @@ async def live(database_url: str, tmp_path: Path, replicate_fake: FakeReplicate,
     key = await services.accounts.create_api_key(account.id)
     return server, services, account.id, key.key
 
-
-@pytest.fixture
-async def browser() -> Any:
-    async with playwright_api.async_playwright() as p:
-        instance = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield instance
-        await instance.close()
 
 
 async def test_image_appears_live_on_the_gallery(live: Any, browser: Any, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from PIL import Image
 
 from core.config import Secrets
+from tests.browser.conftest import BROWSER_MARKS
 from tests.conftest import make_settings
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.serve import free_port
@@ -25,17 +25,8 @@ from tests.fakes.stripe import API_KEY, WEBHOOK_SECRET, FakeStripe
 from tools.app import create_app
 from tools.http import SERVICES
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = Path(os.environ.get("SHOWME_TEST_OUTPUT", Path(__file__).parents[2] / "test-output")) / "webapp"
-pytestmark = [
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason="headless browser tests need chromium (apt-get install chromium)"
-    ),
-    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
-]
-playwright_api = pytest.importorskip("playwright.async_api", reason="browser tests need the playwright package")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
+pytestmark = BROWSER_MARKS
 
 
 def picture(color: tuple[int, int, int]) -> bytes:
@@ -61,14 +52,6 @@ async def live(
     account = await services.accounts.create("Acme Granite")
     await services.teams.add_member(account.id, "olivia@acme.test", "owner")
     return base, services, account.id
-
-
-@pytest.fixture
-async def browser() -> Any:
-    async with playwright_api.async_playwright() as p:
-        instance = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield instance
-        await instance.close()
 
 
 class Shots:

@@ -217,29 +217,30 @@ async def viewer_link(request: web.Request) -> web.Response:
     return await _keys(request, viewer_link=link)
 
 
+async def _members(request: web.Request, invite: str | None = None) -> web.Response:
+    """The Members page, with a new invite's link when given."""
+    teams = request.config_dict[SERVICES].teams
+    account_id = account_of(request)
+    members, shares = await teams.members(account_id), await teams.shares_of(account_id)
+    return await render(request, "members.html", {"members": members, "invite": invite, "shares": shares})
+
+
 @ROUTES.get("/members")
 @page(manage=True)
 async def members_page(request: web.Request) -> web.Response:
     """Members with their roles, the invite form, and what the account shared."""
-    services = request.config_dict[SERVICES]
-    account_id = account_of(request)
-    context = {"members": await services.teams.members(account_id), "invite": None,
-               "shares": await services.teams.shares_of(account_id)}  # fmt: skip
-    return await render(request, "members.html", context)
+    return await _members(request)
 
 
 @ROUTES.post("/members")
 @page(manage=True)
 async def invite(request: web.Request) -> web.Response:
     """Invite a person by email (the link is emailed and shown)."""
-    services = request.config_dict[SERVICES]
     form = await request.post()
-    account_id = account_of(request)
-    link = await services.teams.invite(account_id, str(form.get("email") or ""), str(form.get("role") or "member"),
-                                       person_of(request).email)  # fmt: skip
-    context = {"members": await services.teams.members(account_id), "invite": link,
-               "shares": await services.teams.shares_of(account_id)}  # fmt: skip
-    return await render(request, "members.html", context)
+    link = await request.config_dict[SERVICES].teams.invite(
+        account_of(request), str(form.get("email") or ""), str(form.get("role") or "member"), person_of(request).email
+    )
+    return await _members(request, link)
 
 
 @ROUTES.post("/members/{member_id}")
