@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(cfg, revision)
 
 
+def _downgrade(connection: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.downgrade(cfg, revision)
+
+
 def _current(connection: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
@@ -42,16 +49,25 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     Raises:
         RuntimeError: after the migrations, a row of SQLite refers to a row that is not there.
     """
+    await _migrate(engine, _upgrade, revision)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Undo migrations down to ``revision`` (each migration's ``downgrade``), as ``upgrade`` runs them."""
+    await _migrate(engine, _downgrade, revision)
+
+
+async def _migrate(engine: AsyncEngine, step: Callable[[Connection, str], None], revision: str) -> None:
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade, revision)
+            await conn.run_sync(step, revision)
         return
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection  # aiosqlite's connection
         await driver.execute("PRAGMA foreign_keys=OFF")  # outside a transaction, or SQLite ignores it
         try:
             async with conn.begin():
-                await conn.run_sync(_upgrade, revision)
+                await conn.run_sync(step, revision)
             broken = list(await driver.execute_fetchall("PRAGMA foreign_key_check"))
         finally:
             await driver.execute("PRAGMA foreign_keys=ON")

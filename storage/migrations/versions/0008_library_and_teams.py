@@ -133,13 +133,7 @@ def _create_library_tables() -> None:
 
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        for trigger in ("ai", "ad", "au"):
-            op.execute(f"DROP TRIGGER IF EXISTS assets_fts_{trigger}")
-        op.execute("DROP TABLE IF EXISTS assets_fts")
-    else:
-        op.execute("DROP INDEX IF EXISTS ix_assets_search_vector")
-        op.execute("ALTER TABLE assets DROP COLUMN IF EXISTS search_vector")
+    _drop_search(sqlite)
     _create_library_tables()
     # SQLite rebuilds the table to add a foreign key (storage.migrate runs this with foreign keys off).
     with op.batch_alter_table("assets") as batch:
@@ -204,4 +198,60 @@ def _copy_tags() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("0008 is not reversible: folders and shares would be lost")
+    """Back to 0007 (run by ``storage.migrate.downgrade``): each asset's folder becomes its folder's name again,
+    deleted assets go for good, and what 0007 has no place for goes: members, links, shares, use details, alt
+    text, keywords, download counts."""
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    _drop_search(sqlite)
+    for table in ("shares", "login_tokens", "members"):
+        op.drop_table(table)
+    op.drop_index("ix_asset_uses_account_created", table_name="asset_uses")
+    for column in ("agent_id", "agent_name", "post_id", "platform"):
+        op.execute(f"ALTER TABLE asset_uses DROP COLUMN {column}")
+    op.execute("DELETE FROM asset_uses WHERE asset_id IN (SELECT id FROM assets WHERE deleted_at IS NOT NULL)")
+    op.execute("DELETE FROM assets WHERE deleted_at IS NOT NULL")
+    for name in _ASSET_INDEXES:
+        op.drop_index(name, table_name="assets")
+    op.add_column("assets", sa.Column("folder", sa.String(255), nullable=True))
+    op.execute("UPDATE assets SET folder = (SELECT folders.name FROM folders WHERE folders.id = assets.folder_id)")
+    with op.batch_alter_table("assets") as batch:
+        batch.drop_constraint(op.f("fk_assets_folder_id_folders"), type_="foreignkey")
+        batch.drop_column("folder_id")
+    for column in ("alt_text", "keywords", "download_count", "deleted_at"):
+        op.execute(f"ALTER TABLE assets DROP COLUMN {column}")
+    op.drop_table("asset_tags")
+    op.drop_table("folders")
+    for statement in _SQLITE_SEARCH_0001 if sqlite else _POSTGRES_SEARCH_0001:
+        op.execute(statement)
+
+
+def _drop_search(sqlite: bool) -> None:
+    if sqlite:
+        for trigger in ("ai", "ad", "au"):
+            op.execute(f"DROP TRIGGER IF EXISTS assets_fts_{trigger}")
+        op.execute("DROP TABLE IF EXISTS assets_fts")
+    else:
+        op.execute("DROP INDEX IF EXISTS ix_assets_search_vector")
+        op.execute("ALTER TABLE assets DROP COLUMN IF EXISTS search_vector")
+
+
+_OLD = "name, description, tags, prompt"
+_OLD_VALUES = "new.id, new.name, new.description, replace(new.tags, ',', ' '), coalesce(new.prompt, '')"
+#: The search index as 0001 made it (0007's code reads it).
+_SQLITE_SEARCH_0001 = [
+    f"CREATE VIRTUAL TABLE assets_fts USING fts5({_OLD}, tokenize = 'porter unicode61 remove_diacritics 2')",
+    f"INSERT INTO assets_fts(rowid, {_OLD}) SELECT {_OLD_VALUES.replace('new.', '')} FROM assets",
+    f"CREATE TRIGGER assets_fts_ai AFTER INSERT ON assets BEGIN INSERT INTO assets_fts(rowid, {_OLD}) "
+    f"VALUES ({_OLD_VALUES}); END",
+    "CREATE TRIGGER assets_fts_ad AFTER DELETE ON assets BEGIN DELETE FROM assets_fts WHERE rowid = old.id; END",
+    f"CREATE TRIGGER assets_fts_au AFTER UPDATE OF {_OLD} ON assets BEGIN "
+    f"DELETE FROM assets_fts WHERE rowid = old.id; INSERT INTO assets_fts(rowid, {_OLD}) VALUES ({_OLD_VALUES}); END",
+]
+_POSTGRES_SEARCH_0001 = [
+    """ALTER TABLE assets ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
+        setweight(to_tsvector('english', coalesce(name, '')), 'A') ||
+        setweight(to_tsvector('english', replace(coalesce(tags, ''), ',', ' ')), 'A') ||
+        setweight(to_tsvector('english', coalesce(description, '')), 'B') ||
+        setweight(to_tsvector('english', coalesce(prompt, '')), 'C')) STORED""",
+    "CREATE INDEX ix_assets_search_vector ON assets USING gin (search_vector)",
+]
