@@ -337,7 +337,7 @@ class JobRepository:
         stmt = (
             select(Asset, Job)
             .join(Job, Job.id == Asset.job_id)
-            .where(Job.account_id == account_id, Job.conversation_id == conversation_id)
+            .where(Job.account_id == account_id, Job.conversation_id == conversation_id, Asset.deleted_at.is_(None))
             .order_by(Job.finished_at.desc())
             .limit(limit)
         )

@@ -27,6 +27,16 @@ def names(page: dict[str, Any]) -> list[str]:
     return [a["name"] for a in page["assets"]]
 
 
+async def history(server: Server, conversation_id: str) -> list[dict[str, Any]]:
+    """What a viewer opening the conversation's gallery now is shown first."""
+    token, _ = server.services.viewer_tokens.mint(server.account_id, conversation_id)
+    ws = await server.client.ws_connect(f"/ws/calls/{conversation_id}?token={token}")
+    first = await ws.receive_json(timeout=5)
+    await ws.close()
+    assert first["type"] == "history"
+    return first["items"]  # type: ignore[no-any-return]
+
+
 async def patch(server: Server, asset_id: int, **changes: Any) -> Any:
     return await server.client.patch(f"/api/v1/library/{asset_id}", headers=server.auth, json=changes)
 
@@ -148,6 +158,14 @@ async def test_a_deleted_asset_is_hidden_everywhere_and_its_file_goes_when_unref
     clock.advance(hours=1)
     assert await server.services.manager.purge() == 2  # the file and its thumbnail
     assert not await blobs.exists(asset["blob_key"]) and not await blobs.exists(asset["thumb_key"])
+    # A generated picture deleted from the library leaves the gallery's history too.
+    made = await server.client.post("/tools/generate_image", headers=server.auth,
+                                    json={"prompt": "a white kitchen", "conversation_id": "call_del"})  # fmt: skip
+    job = await server.client.get(f"/api/v1/generations/{(await made.json())['job_id']}", headers=server.auth)
+    generated = (await job.json())["job"]["assets"][0]["id"]
+    assert [i["asset_id"] for i in await history(server, "call_del")] == [generated]
+    assert (await server.client.delete(f"/api/v1/library/{generated}", headers=server.auth)).status == 204
+    assert await history(server, "call_del") == []
 
 
 async def test_stats_agree_exactly_with_the_recorded_uses(server: Server, clock: ManualClock) -> None:
